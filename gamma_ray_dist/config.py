@@ -1,0 +1,923 @@
+"""Analysis configuration: gammapy's high-level ``AnalysisConfig`` YAML (3D stacked subset) + extensions.
+
+The YAML schema is gammapy 2.1's (``gammapy/analysis/config.py``), with the same keys and defaults, so a
+user's existing file reads unchanged. Values are validated once, here, into small frozen dataclasses
+holding plain values and astropy ``Quantity`` objects in canonical units (angles in deg, energies in
+TeV). Every error is a :class:`~gamma_ray_dist.errors.ConfigError` naming the full dotted key.
+
+Our extensions (rejected by gammapy, dropped by ``to_yaml(gammapy_compatible=True)``):
+
+- ``general.steps``: list of steps to run (empty = all);
+- ``datasets.background.exclusion_regions``: DS9 region strings (sky regions, with a frame);
+- ``flux_points.energy: {edges: [...], unit: TeV}``: explicit flux-point energy edges;
+- ``ray: {address, num_cpus, max_in_flight, fan_in, strict}``.
+
+Sections gammapy knows but a 3D stacked run does not use (``excess_map``, ``light_curve``,
+``datasets.on_region``, ``datasets.containment_correction``, ``metadata``) are accepted and ignored.
+
+Examples
+--------
+>>> cfg = AnalysisConfig.read("examples/crab_3d.yaml")  # doctest: +SKIP
+>>> cfg.datasets.geom.wcs.binsize  # doctest: +SKIP
+<Quantity 0.02 deg>
+"""
+from __future__ import annotations
+
+import datetime
+import difflib
+import warnings
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import astropy.units as u
+import numpy as np
+import yaml
+from astropy.time import Time
+
+from .errors import ConfigError
+
+__all__ = [
+    "AnalysisConfig",
+    "GeneralConfig",
+    "LogConfig",
+    "ObservationsConfig",
+    "SkyCoordConfig",
+    "ConeConfig",
+    "TimeRangeConfig",
+    "DatasetsConfig",
+    "GeomConfig",
+    "WcsConfig",
+    "WidthConfig",
+    "SelectionConfig",
+    "EnergyAxesConfig",
+    "EnergyAxisConfig",
+    "BackgroundConfig",
+    "SafeMaskConfig",
+    "FitConfig",
+    "EnergyRangeConfig",
+    "FluxPointsConfig",
+    "FluxPointsEnergyConfig",
+    "RayConfig",
+]
+
+FRAMES = ("icrs", "galactic")
+REQUIRED_IRFS = ("events", "gti", "aeff", "bkg", "edisp", "psf", "rad_max")
+MAP_SELECTION = ("counts", "exposure", "background", "psf", "edisp")
+SAFE_MASK_METHODS = ("aeff-default", "aeff-max", "edisp-bias", "offset-max", "bkg-peak")
+SELECTION_OPTIONAL = ("errn-errp", "ul", "scan")
+STEPS = ("data-reduction", "fit", "flux-points")
+
+
+# --------------------------------------------------------------------------------------------------
+# value converters: (raw YAML value, dotted key, field metadata) -> validated value
+# --------------------------------------------------------------------------------------------------
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _suggest(name: str, allowed: list[str]) -> str:
+    close = difflib.get_close_matches(str(name), allowed, n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"unknown key{hint} (allowed: {', '.join(allowed)})"
+
+
+def _quantity(value: Any, key: str, unit: u.Unit, what: str, example: str) -> u.Quantity:
+    if isinstance(value, u.Quantity):
+        q = value
+    elif isinstance(value, str):
+        try:
+            q = u.Quantity(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(key, f"cannot parse {value!r} as {what} (e.g. '{example}'): {exc}") from None
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise ConfigError(key, f"{value!r} has no unit: write {what} with a unit, e.g. '{value} {unit}'")
+    else:
+        raise ConfigError(key, f"expected {what} such as '{example}', got {type(value).__name__} {value!r}")
+    if not q.isscalar:
+        raise ConfigError(key, f"expected a scalar {what}, got {value!r}")
+    if q.unit == u.dimensionless_unscaled:
+        raise ConfigError(key, f"{value!r} has no unit: write {what} with a unit, e.g. '{example}'")
+    try:
+        q = q.to(unit)
+    except u.UnitConversionError:
+        raise ConfigError(key, f"unit '{q.unit}' of {value!r} is not {what} unit (convertible to {unit})") from None
+    if not np.isfinite(q.value):
+        raise ConfigError(key, f"{value!r} is not finite")
+    return q
+
+
+def _c_angle(v: Any, key: str, meta: Mapping) -> u.Quantity | None:
+    return None if v is None else _quantity(v, key, u.deg, "an angle", "0.02 deg")
+
+
+def _c_energy(v: Any, key: str, meta: Mapping) -> u.Quantity | None:
+    return None if v is None else _quantity(v, key, u.TeV, "an energy", "1 TeV")
+
+
+def _c_int(v: Any, key: str, meta: Mapping) -> int | None:
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise ConfigError(key, f"expected an integer, got {type(v).__name__} {v!r}")
+    if meta.get("min") is not None and v < meta["min"]:
+        raise ConfigError(key, f"must be >= {meta['min']}, got {v}")
+    return int(v)
+
+
+def _c_float(v: Any, key: str, meta: Mapping) -> float | None:
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.number)):
+        raise ConfigError(key, f"expected a number, got {type(v).__name__} {v!r}")
+    return float(v)
+
+
+def _c_bool(v: Any, key: str, meta: Mapping) -> bool:
+    if not isinstance(v, (bool, np.bool_)):
+        raise ConfigError(key, f"expected true or false, got {v!r}")
+    return bool(v)
+
+
+def _c_str(v: Any, key: str, meta: Mapping) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, Path):
+        v = str(v)
+    if not isinstance(v, str):
+        raise ConfigError(key, f"expected a string, got {type(v).__name__} {v!r}")
+    choices = meta.get("choices")
+    if choices and v not in choices:
+        raise ConfigError(key, f"{v!r} is not one of {list(choices)}")
+    return v
+
+
+def _c_str_list(v: Any, key: str, meta: Mapping) -> tuple[str, ...]:
+    if v is None:
+        return ()
+    if isinstance(v, str) or not isinstance(v, (list, tuple)):
+        raise ConfigError(key, f"expected a list of strings, got {v!r}")
+    return tuple(_c_str(x, f"{key}[{i}]", meta) for i, x in enumerate(v))
+
+
+def _c_int_list(v: Any, key: str, meta: Mapping) -> tuple[int, ...]:
+    if v is None:
+        return ()
+    if not isinstance(v, (list, tuple)):
+        raise ConfigError(key, f"expected a list of integers, got {v!r}")
+    return tuple(_c_int(x, f"{key}[{i}]", meta) for i, x in enumerate(v))
+
+
+def _c_time(v: Any, key: str, meta: Mapping) -> Time | None:
+    if v is None or isinstance(v, Time):
+        return v
+    raw = v if isinstance(v, (list, tuple)) else [v]
+    items = []
+    for x in raw:
+        if isinstance(x, datetime.date) and not isinstance(x, datetime.datetime):
+            x = x.isoformat()  # YAML turns an unquoted 2019-12-01 into a date
+        if not isinstance(x, (str, datetime.datetime)):
+            raise ConfigError(key, f"expected an ISO time such as '2019-12-01T00:00:00', got {x!r}")
+        items.append(x)
+    try:
+        t = Time(items if isinstance(v, (list, tuple)) else items[0], scale=meta.get("scale", "utc"))
+    except ValueError as exc:
+        raise ConfigError(key, f"cannot parse {v!r} as a time: {exc}") from None
+    return t
+
+
+def _c_raw(v: Any, key: str, meta: Mapping) -> dict:
+    if v is None:
+        return {}
+    if not isinstance(v, Mapping):
+        raise ConfigError(key, f"expected a mapping, got {type(v).__name__} {v!r}")
+    return dict(v)
+
+
+def _c_selection(v: Any, key: str, meta: Mapping) -> str | tuple[str, ...] | None:
+    if v is None or v == "all":
+        return v
+    return _c_str_list(v, key, {"choices": SELECTION_OPTIONAL})
+
+
+def _c_edges(v: Any, key: str, meta: Mapping) -> tuple | None:
+    if v is None:
+        return None
+    if not isinstance(v, (list, tuple)) or len(v) < 2:
+        raise ConfigError(key, f"expected a list of at least 2 energy edges, got {v!r}")
+    return tuple(v)  # unit applied by FluxPointsEnergyConfig._check
+
+
+_CONVERT: dict[str, Callable[[Any, str, Mapping], Any]] = {
+    "angle": _c_angle, "energy": _c_energy, "int": _c_int, "float": _c_float, "bool": _c_bool,
+    "str": _c_str, "str_list": _c_str_list, "int_list": _c_int_list, "time": _c_time, "raw": _c_raw,
+    "params": _c_raw, "selection": _c_selection, "edges": _c_edges,
+}
+
+
+def _d_quantity(q: u.Quantity | None) -> str | None:
+    return None if q is None else f"{float(q.value)!r} {q.unit.to_string()}"
+
+
+def _d_time(t: Time | None) -> str | list | None:
+    if t is None:
+        return None
+    return str(t.isot) if t.isscalar else [str(x) for x in t.isot]
+
+
+def _d_plain(v: Any) -> Any:
+    if isinstance(v, tuple):
+        return [_d_plain(x) for x in v]
+    if isinstance(v, u.Quantity):
+        return _d_quantity(v)
+    if isinstance(v, dict):
+        return {k: _d_plain(x) for k, x in v.items()}
+    return v
+
+
+_DUMP: dict[str, Callable[[Any], Any]] = {"angle": _d_quantity, "energy": _d_quantity, "time": _d_time}
+
+
+def _field(kind: Any, default: Any = None, *, required: bool = False, extension: bool = False,
+           **meta: Any) -> Any:
+    """Declare a config field: ``kind`` is a converter name or a nested config dataclass.
+
+    ``default`` is the raw YAML default (gammapy's); ``required`` means the value must not be null.
+    """
+    meta = dict(meta, kind=kind, default=default, required=required, extension=extension)
+    if is_dataclass(kind):
+        if default is None:
+            return field(default_factory=kind, metadata=meta)
+        return field(default_factory=lambda: _build(kind, default, "<default>"), metadata=meta)
+    conv = _CONVERT[kind]
+    return field(default_factory=lambda: conv(default, "<default>", meta), metadata=meta)
+
+
+def _build(cls: type, data: Any, key: str) -> Any:
+    """Build and validate config dataclass ``cls`` from the mapping ``data`` found at ``key``."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(key or "<root>", f"expected a mapping, got {type(data).__name__} {data!r}")
+    specs = [f for f in fields(cls) if "kind" in f.metadata]
+    allowed = [_yaml_name(f) for f in specs] + list(getattr(cls, "_IGNORED_KEYS", ()))
+    for name in data:
+        if name not in allowed:
+            raise ConfigError(_join(key, str(name)), _suggest(name, allowed))
+    kwargs = {}
+    for f in specs:
+        name, kind, meta = _yaml_name(f), f.metadata["kind"], f.metadata
+        sub = _join(key, name)
+        raw = data[name] if name in data else meta["default"]
+        if is_dataclass(kind):
+            kwargs[f.name] = _build(kind, raw, sub)
+            continue
+        if raw is None and meta["required"]:
+            raise ConfigError(sub, "missing required value")
+        kwargs[f.name] = _CONVERT[kind](raw, sub, meta)
+    obj = cls(**kwargs)
+    obj._check(key)
+    return obj
+
+
+def _yaml_name(f: Any) -> str:
+    return f.metadata.get("yaml_name", f.name)
+
+
+def _dump(obj: Any, gammapy_compatible: bool) -> dict:
+    out: dict[str, Any] = {}
+    for f in fields(obj):
+        meta = f.metadata
+        if "kind" not in meta or (gammapy_compatible and meta["extension"]):
+            continue
+        value, kind = getattr(obj, f.name), meta["kind"]
+        if is_dataclass(kind):
+            out[_yaml_name(f)] = _dump(value, gammapy_compatible)
+        else:
+            out[_yaml_name(f)] = _DUMP.get(kind, _d_plain)(value)
+    return obj._post_dump(out, gammapy_compatible)
+
+
+def _check_params(params: dict, schema: Mapping[str, tuple[str, dict]], key: str) -> dict:
+    """Validate a free ``parameters`` mapping against ``schema`` {name: (kind, meta)}; convert values."""
+    out = {}
+    for name, value in params.items():
+        if name not in schema:
+            raise ConfigError(_join(key, str(name)), _suggest(name, list(schema)))
+        kind, meta = schema[name]
+        out[name] = _CONVERT[kind](value, _join(key, name), meta)
+    return out
+
+
+def _all_or_none(obj: Any, names: tuple[str, ...], key: str) -> bool:
+    """Return True when all ``names`` are set, False when none; else raise naming the first missing."""
+    set_ = [getattr(obj, n) is not None for n in names]
+    if any(set_) and not all(set_):
+        missing = names[set_.index(False)]
+        given = [n for n, s in zip(names, set_) if s]
+        raise ConfigError(_join(key, missing), f"missing required value (given with {', '.join(given)})")
+    return all(set_)
+
+
+class _Section:
+    """Mix-in: validation and dump hooks (overridden where a section has cross-field rules)."""
+
+    def _check(self, key: str) -> None:
+        pass
+
+    def _post_dump(self, out: dict, gammapy_compatible: bool) -> dict:
+        return out
+
+
+# --------------------------------------------------------------------------------------------------
+# general
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LogConfig(_Section):
+    """``general.log``: arguments of ``logging.basicConfig`` (level, filename, filemode, format, datefmt)."""
+
+    level: str = _field("str", "info", required=True)
+    filename: str | None = _field("str")
+    filemode: str | None = _field("str")
+    format: str | None = _field("str")
+    datefmt: str | None = _field("str")
+
+
+@dataclass(frozen=True)
+class GeneralConfig(_Section):
+    """``general``: accepted for compatibility; ``outdir`` is the default output directory."""
+
+    log: LogConfig = _field(LogConfig)
+    outdir: str = _field("str", ".", required=True)
+    n_jobs: int = _field("int", 1, required=True)
+    datasets_file: str | None = _field("str")
+    models_file: str | None = _field("str")
+    steps: tuple[str, ...] = _field("str_list", extension=True, choices=STEPS)
+
+    def _post_dump(self, out: dict, gammapy_compatible: bool) -> dict:
+        if not self.steps:
+            out.pop("steps", None)
+        return out
+
+
+# --------------------------------------------------------------------------------------------------
+# observations
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ConeConfig(_Section):
+    """A sky circle (``observations.obs_cone``, ``datasets.on_region``); all fields set or none."""
+
+    frame: str | None = _field("str", choices=FRAMES)
+    lon: u.Quantity | None = _field("angle")
+    lat: u.Quantity | None = _field("angle")
+    radius: u.Quantity | None = _field("angle")
+
+    @property
+    def is_set(self) -> bool:
+        """True when the cone is defined."""
+        return self.lon is not None
+
+    def to_selection(self) -> dict:
+        """Selection dict for ``ObservationTable.select_observations`` (as gammapy's Analysis builds it)."""
+        return dict(type="sky_circle", frame=self.frame, lon=self.lon, lat=self.lat,
+                    radius=self.radius, border=0 * u.deg)
+
+    def _check(self, key: str) -> None:
+        if _all_or_none(self, ("frame", "lon", "lat", "radius"), key):
+            if abs(self.lat.value) > 90:
+                raise ConfigError(_join(key, "lat"), f"latitude {self.lat} outside [-90, 90] deg")
+            if self.radius.value <= 0:
+                raise ConfigError(_join(key, "radius"), f"must be > 0, got {self.radius}")
+
+
+@dataclass(frozen=True, eq=False)
+class TimeRangeConfig(_Section):
+    """``observations.obs_time``: ``start``/``stop`` astropy ``Time`` (scalars, or arrays of intervals)."""
+
+    start: Time | None = _field("time")
+    stop: Time | None = _field("time")
+
+    @property
+    def is_set(self) -> bool:
+        return self.start is not None
+
+    def intervals(self) -> list[tuple[Time, Time]]:
+        """Time intervals as a list of (start, stop) pairs (empty when unset)."""
+        if self.start is None:
+            return []
+        if self.start.isscalar:
+            return [(self.start, self.stop)]
+        return list(zip(self.start, self.stop))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TimeRangeConfig):
+            return NotImplemented
+        return _d_time(self.start) == _d_time(other.start) and _d_time(self.stop) == _d_time(other.stop)
+
+    def _check(self, key: str) -> None:
+        if not _all_or_none(self, ("start", "stop"), key):
+            return
+        if self.start.shape != self.stop.shape:
+            raise ConfigError(_join(key, "stop"), "start and stop must have the same number of times")
+        if np.any(self.stop <= self.start):
+            raise ConfigError(_join(key, "stop"), "each stop time must be after its start time")
+
+
+@dataclass(frozen=True)
+class ObservationsConfig(_Section):
+    """``observations``: which observations of which data store.
+
+    ``datastore`` is kept as written: ``$VARS`` are expanded by ``DataStore.from_dir``.
+    """
+
+    datastore: str = _field("str", "$GAMMAPY_DATA/hess-dl3-dr1", required=True)
+    obs_ids: tuple[int, ...] = _field("int_list")
+    obs_file: str | None = _field("str")
+    obs_cone: ConeConfig = _field(ConeConfig)
+    obs_time: TimeRangeConfig = _field(TimeRangeConfig)
+    required_irf: tuple[str, ...] = _field("str_list", ["aeff", "edisp", "psf", "bkg"],
+                                           choices=REQUIRED_IRFS)
+
+    def _check(self, key: str) -> None:
+        if self.obs_ids and self.obs_file is not None:
+            raise ConfigError(_join(key, "obs_file"), "obs_ids and obs_file cannot both be given")
+
+
+# --------------------------------------------------------------------------------------------------
+# datasets
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SkyCoordConfig(_Section):
+    """``datasets.geom.wcs.skydir``: map centre (required for 3D)."""
+
+    frame: str = _field("str", required=True, choices=FRAMES)
+    lon: u.Quantity = _field("angle", required=True)
+    lat: u.Quantity = _field("angle", required=True)
+
+    def to_skycoord(self):
+        """Return the centre as an astropy ``SkyCoord``."""
+        from astropy.coordinates import SkyCoord
+
+        return SkyCoord(self.lon, self.lat, frame=self.frame)
+
+    def _check(self, key: str) -> None:
+        if abs(self.lat.value) > 90:
+            raise ConfigError(_join(key, "lat"), f"latitude {self.lat} outside [-90, 90] deg")
+
+
+@dataclass(frozen=True)
+class WidthConfig(_Section):
+    """``datasets.geom.wcs.width``: map width and height (deg)."""
+
+    width: u.Quantity = _field("angle", "5 deg", required=True)
+    height: u.Quantity = _field("angle", "5 deg", required=True)
+
+    def _check(self, key: str) -> None:
+        for name in ("width", "height"):
+            if getattr(self, name).value <= 0:
+                raise ConfigError(_join(key, name), f"must be > 0, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class WcsConfig(_Section):
+    """``datasets.geom.wcs``: CAR projection map geometry."""
+
+    skydir: SkyCoordConfig = _field(SkyCoordConfig)
+    binsize: u.Quantity = _field("angle", "0.02 deg", required=True)
+    width: WidthConfig = _field(WidthConfig)
+    binsize_irf: u.Quantity = _field("angle", "0.2 deg", required=True)
+
+    def _check(self, key: str) -> None:
+        for name in ("binsize", "binsize_irf"):
+            if getattr(self, name).value <= 0:
+                raise ConfigError(_join(key, name), f"must be > 0, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class SelectionConfig(_Section):
+    """``datasets.geom.selection``: ``offset_max`` sets the per-observation cutout (width 2*offset_max)."""
+
+    offset_max: u.Quantity = _field("angle", "2.5 deg", required=True)
+
+    def _check(self, key: str) -> None:
+        if self.offset_max.value <= 0:
+            raise ConfigError(_join(key, "offset_max"), f"must be > 0, got {self.offset_max}")
+
+
+@dataclass(frozen=True)
+class EnergyAxisConfig(_Section):
+    """An energy axis ``{min, max, nbins}`` (TeV; log-spaced edges as ``MapAxis.from_energy_bounds``)."""
+
+    min: u.Quantity | None = _field("energy")
+    max: u.Quantity | None = _field("energy")
+    nbins: int | None = _field("int", min=1)
+
+    @property
+    def is_set(self) -> bool:
+        return self.min is not None
+
+    def edges(self) -> u.Quantity | None:
+        """Log-spaced bin edges in TeV, or None.
+
+        These are ``np.geomspace`` nodes, as gammapy's ``MapAxis.from_energy_bounds`` stores them;
+        gammapy's ``MapAxis.edges`` re-interpolates them and may differ by 1 ulp, so build map axes
+        with ``gamma_ray_dist.maps.MapAxis.from_energy_bounds(min, max, nbins)``.
+        """
+        if not self.is_set:
+            return None
+        return np.geomspace(self.min.value, self.max.value, self.nbins + 1) * u.TeV
+
+    def _check(self, key: str) -> None:
+        if _all_or_none(self, ("min", "max", "nbins"), key):
+            if self.min.value <= 0:
+                raise ConfigError(_join(key, "min"), f"must be > 0, got {self.min}")
+            if self.max <= self.min:
+                raise ConfigError(_join(key, "max"), f"must be > min ({self.min}), got {self.max}")
+
+
+@dataclass(frozen=True)
+class EnergyAxesConfig(_Section):
+    """``datasets.geom.axes``: reconstructed ``energy`` (required) and ``energy_true`` (optional)."""
+
+    energy: EnergyAxisConfig = _field(EnergyAxisConfig, {"min": "1 TeV", "max": "10 TeV", "nbins": 5})
+    energy_true: EnergyAxisConfig = _field(EnergyAxisConfig, {"min": "0.5 TeV", "max": "20 TeV", "nbins": 16})
+
+    def _check(self, key: str) -> None:
+        if not self.energy.is_set:
+            raise ConfigError(_join(key, "energy.min"), "missing required value")
+
+
+@dataclass(frozen=True)
+class GeomConfig(_Section):
+    """``datasets.geom``."""
+
+    wcs: WcsConfig = _field(WcsConfig)
+    selection: SelectionConfig = _field(SelectionConfig)
+    axes: EnergyAxesConfig = _field(EnergyAxesConfig)
+
+
+_FOV_PARAMS = {
+    "method": ("str", {"choices": ("fit", "scale")}),
+    "spectral_model": ("str", {"choices": ("pl-norm",)}),
+    "min_counts": ("int", {"min": 0}),
+    "min_npred_background": ("float", {}),
+}
+
+
+@dataclass(frozen=True)
+class BackgroundConfig(_Section):
+    """``datasets.background``: FoV background normalisation.
+
+    Attributes
+    ----------
+    method : str or None
+        ``"fov_background"`` or None (no background maker).
+    exclusion : str or None
+        Path of an exclusion mask FITS file in gammapy map format (True = usable pixel), read as given.
+    parameters : dict
+        ``FoVBackgroundMaker`` arguments: ``method`` ("fit" | "scale"), ``spectral_model`` ("pl-norm"),
+        ``min_counts`` (int), ``min_npred_background`` (float).
+    exclusion_regions_ds9 : tuple of str
+        Extension: DS9 strings, e.g. ``"icrs;circle(83.63,22.14,0.2)"`` (radius in deg).
+    exclusion_regions : tuple of regions.SkyRegion
+        The parsed regions (derived from ``exclusion_regions_ds9``); excluded in addition to ``exclusion``.
+    """
+
+    method: str | None = _field("str", choices=("fov_background", "reflected", "ring"))
+    exclusion: str | None = _field("str")
+    parameters: dict = _field("params", {})
+    exclusion_regions_ds9: tuple[str, ...] = field(
+        default=(), metadata=dict(kind="str_list", default=None, required=False, extension=True,
+                                  yaml_name="exclusion_regions"))
+    exclusion_regions: tuple = field(default=(), compare=False)
+
+    def _check(self, key: str) -> None:
+        if self.method in ("reflected", "ring"):
+            raise ConfigError(_join(key, "method"), f"'{self.method}' is not supported: 3D stacked analysis "
+                                                   "supports 'fov_background' or null")
+        params = _check_params(self.parameters, _FOV_PARAMS, _join(key, "parameters"))
+        object.__setattr__(self, "parameters", params)
+        object.__setattr__(self, "exclusion_regions",
+                           _parse_ds9(self.exclusion_regions_ds9, _join(key, "exclusion_regions")))
+
+    def _post_dump(self, out: dict, gammapy_compatible: bool) -> dict:
+        if not out.get("exclusion_regions", True):
+            out.pop("exclusion_regions")
+        return out
+
+
+def _parse_ds9(strings: tuple[str, ...], key: str) -> tuple:
+    """Parse DS9 region strings into sky regions (``regions`` package)."""
+    if not strings:
+        return ()
+    from regions import Regions, SkyRegion
+
+    out = []
+    for i, text in enumerate(strings):
+        k = f"{key}[{i}]"
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                parsed = Regions.parse(text, format="ds9")
+            except Exception as exc:  # regions raises several error types
+                raise ConfigError(k, f"cannot parse DS9 region {text!r}: {exc}") from None
+        if len(parsed) == 0:
+            why = "; ".join(str(w.message) for w in caught) or "no region found"
+            raise ConfigError(k, f"no sky region in {text!r} ({why}); give a frame, "
+                                 "e.g. 'icrs;circle(83.63,22.14,0.2)'")
+        for reg in parsed:
+            if not isinstance(reg, SkyRegion):
+                raise ConfigError(k, f"{text!r} is a pixel region; use a sky frame (icrs, galactic)")
+            out.append(reg)
+    return tuple(out)
+
+
+_SAFE_MASK_PARAMS = {
+    "offset_max": ("angle", {}),
+    "fixed_offset": ("angle", {}),
+    "aeff_percent": ("float", {}),
+    "bias_percent": ("float", {}),
+    "irfs": ("str", {"choices": ("DL3", "DL4")}),
+}
+
+
+@dataclass(frozen=True)
+class SafeMaskConfig(_Section):
+    """``datasets.safe_mask``: ``SafeMaskMaker`` methods and arguments.
+
+    ``parameters`` keys: ``offset_max``, ``fixed_offset`` (Quantity deg), ``aeff_percent``,
+    ``bias_percent`` (float), ``irfs`` ("DL3" | "DL4").
+    """
+
+    methods: tuple[str, ...] = _field("str_list", ["aeff-default"], choices=SAFE_MASK_METHODS)
+    parameters: dict = _field("params", {})
+
+    def _check(self, key: str) -> None:
+        object.__setattr__(self, "parameters",
+                           _check_params(self.parameters, _SAFE_MASK_PARAMS, _join(key, "parameters")))
+
+
+@dataclass(frozen=True)
+class DatasetsConfig(_Section):
+    """``datasets``: data reduction (only ``type: 3d`` with ``stack: true``)."""
+
+    type: str = _field("str", required=True, choices=("1d", "3d"))
+    stack: bool = _field("bool", True)
+    geom: GeomConfig = _field(GeomConfig)
+    map_selection: tuple[str, ...] = _field("str_list", list(MAP_SELECTION), choices=MAP_SELECTION)
+    background: BackgroundConfig = _field(BackgroundConfig)
+    safe_mask: SafeMaskConfig = _field(SafeMaskConfig)
+    on_region: ConeConfig = _field(ConeConfig)  # ignored for 3D
+    containment_correction: bool = _field("bool", True)  # ignored for 3D
+
+    def _check(self, key: str) -> None:
+        if self.type == "1d":
+            raise ConfigError(_join(key, "type"), "1d (spectral) analysis is not supported; use type: 3d")
+        if not self.stack:
+            raise ConfigError(_join(key, "stack"), "only stacked analysis is supported: set stack: true")
+
+
+def _check_datasets_kind(data: Mapping) -> None:
+    """Reject unsupported analyses (1d, unstacked) before anything else is validated."""
+    ds = data.get("datasets")
+    if ds is not None and not isinstance(ds, Mapping):
+        raise ConfigError("datasets", f"expected a mapping, got {type(ds).__name__} {ds!r}")
+    if ds is None or ds.get("type") is None:
+        raise ConfigError("datasets.type", "missing required value (gammapy's default is '1d', which is "
+                                           "not supported): set type: 3d")
+    meta = {f.name: f.metadata for f in fields(DatasetsConfig)}
+    kind = _c_str(ds["type"], "datasets.type", meta["type"])
+    stack = _c_bool(ds.get("stack", True), "datasets.stack", meta["stack"])
+    DatasetsConfig(type=kind, stack=stack)._check("datasets")
+
+
+# --------------------------------------------------------------------------------------------------
+# fit, flux points, ray
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EnergyRangeConfig(_Section):
+    """An energy range ``{min, max}`` (TeV); both or neither."""
+
+    min: u.Quantity | None = _field("energy")
+    max: u.Quantity | None = _field("energy")
+
+    @property
+    def is_set(self) -> bool:
+        return self.min is not None
+
+    def _check(self, key: str) -> None:
+        if _all_or_none(self, ("min", "max"), key) and self.max <= self.min:
+            raise ConfigError(_join(key, "max"), f"must be > min ({self.min}), got {self.max}")
+
+
+@dataclass(frozen=True)
+class FitConfig(_Section):
+    """``fit``: ``fit_range`` restricts the fit mask in reconstructed energy."""
+
+    fit_range: EnergyRangeConfig = _field(EnergyRangeConfig)
+
+
+@dataclass(frozen=True)
+class FluxPointsEnergyConfig(EnergyAxisConfig):
+    """``flux_points.energy``: ``{min, max, nbins}`` or (extension) ``{edges: [...], unit: TeV}``."""
+
+    edges_values: tuple | None = field(
+        default=None, metadata=dict(kind="edges", default=None, required=False, extension=True,
+                                    yaml_name="edges"))
+    unit: str | None = _field("str", extension=True)
+    explicit_edges: u.Quantity | None = field(default=None, compare=False)
+
+    @property
+    def is_set(self) -> bool:
+        return self.min is not None or self.explicit_edges is not None
+
+    def edges(self) -> u.Quantity | None:
+        """Flux-point energy edges in TeV (explicit, or log-spaced from min/max/nbins), or None."""
+        if self.explicit_edges is not None:
+            return self.explicit_edges
+        return super().edges()
+
+    def _check(self, key: str) -> None:
+        if self.edges_values is None:
+            if self.unit is not None:
+                raise ConfigError(_join(key, "unit"), "only valid together with 'edges'")
+            return super()._check(key)
+        for name in ("min", "max", "nbins"):
+            if getattr(self, name) is not None:
+                raise ConfigError(_join(key, name), "give either 'edges' or min/max/nbins, not both")
+        ekey = _join(key, "edges")
+        unit = self.unit or "TeV"
+        try:
+            unit_q = u.Unit(unit)
+        except ValueError:
+            raise ConfigError(_join(key, "unit"), f"unknown unit {unit!r}") from None
+        vals = []
+        for i, e in enumerate(self.edges_values):
+            if isinstance(e, (int, float)) and not isinstance(e, bool):
+                e = f"{e} {unit_q.to_string()}"
+            vals.append(_c_energy(e, f"{ekey}[{i}]", {}).value)
+        arr = np.asarray(vals)
+        if arr[0] <= 0 or np.any(np.diff(arr) <= 0):
+            raise ConfigError(ekey, f"edges must be positive and strictly increasing, got {list(self.edges_values)}")
+        object.__setattr__(self, "explicit_edges", arr * u.TeV)
+
+    def _post_dump(self, out: dict, gammapy_compatible: bool) -> dict:
+        if gammapy_compatible and self.explicit_edges is not None:
+            raise ConfigError("flux_points.energy.edges", "explicit edges cannot be written in gammapy's "
+                                                          "format (min/max/nbins only)")
+        if out.get("edges") is not None:
+            return {k: v for k, v in out.items() if k in ("edges", "unit") and v is not None}
+        out.pop("edges", None)
+        out.pop("unit", None)
+        return out
+
+
+_FP_PARAMS = {
+    "selection_optional": ("selection", {}),
+    "n_sigma": ("float", {}),
+    "n_sigma_ul": ("float", {}),
+    "n_sigma_sensitivity": ("float", {}),
+    "reoptimize": ("bool", {}),
+    "sum_over_energy_groups": ("bool", {}),
+}
+
+
+@dataclass(frozen=True)
+class FluxPointsConfig(_Section):
+    """``flux_points``: ``FluxPointsEstimator`` settings.
+
+    ``parameters`` keys: ``selection_optional`` ("all", None, or a tuple of "errn-errp", "ul",
+    "scan"), ``n_sigma``, ``n_sigma_ul``, ``n_sigma_sensitivity`` (float), ``reoptimize``,
+    ``sum_over_energy_groups`` (bool). gammapy's default is ``{"selection_optional": "all"}``.
+    """
+
+    energy: FluxPointsEnergyConfig = _field(FluxPointsEnergyConfig)
+    source: str = _field("str", "source", required=True)
+    parameters: dict = _field("params", {"selection_optional": "all"})
+
+    def _check(self, key: str) -> None:
+        object.__setattr__(self, "parameters",
+                           _check_params(self.parameters, _FP_PARAMS, _join(key, "parameters")))
+
+
+@dataclass(frozen=True)
+class RayConfig(_Section):
+    """``ray`` (extension): how the run uses Ray.
+
+    Attributes
+    ----------
+    address : str or None
+        Cluster address (``"auto"``, ``"ray://head:10001"``, ``"head:6379"``, ``"local"``); None = Ray's
+        default: the ``RAY_ADDRESS`` environment variable (set by ``ray job submit`` and RayJob), else a new
+        local Ray.
+    num_cpus : int or None
+        CPUs for a local Ray (None = all of this machine).
+    max_in_flight : int or None
+        Bound on reduction tasks in flight; None = 3 x cluster CPUs (see :meth:`resolve_max_in_flight`).
+    fan_in : int
+        Fan-in of the tree reduction (partials merged per accumulator node), >= 2.
+    strict : bool
+        If True, the first failing observation aborts the run; else it is recorded and skipped.
+    """
+
+    address: str | None = _field("str")
+    num_cpus: int | None = _field("int", min=1)
+    max_in_flight: int | None = _field("int", min=1)
+    fan_in: int = _field("int", 8, required=True, min=2)
+    strict: bool = _field("bool", False)
+
+    def resolve_max_in_flight(self, cluster_cpus: int) -> int:
+        """Tasks-in-flight bound: ``max_in_flight`` if set, else ``3 * cluster_cpus`` (at least 1)."""
+        return self.max_in_flight if self.max_in_flight is not None else max(1, 3 * int(cluster_cpus))
+
+
+# --------------------------------------------------------------------------------------------------
+# top level
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AnalysisConfig(_Section):
+    """A validated 3D stacked analysis configuration (gammapy ``AnalysisConfig`` YAML + extensions).
+
+    Build with :meth:`read`, :meth:`from_yaml` or :meth:`from_dict` (these validate); the dataclasses
+    are frozen, derive variants with :meth:`replace_ray` or ``dataclasses.replace``.
+    """
+
+    general: GeneralConfig = _field(GeneralConfig)
+    observations: ObservationsConfig = _field(ObservationsConfig)
+    datasets: DatasetsConfig = _field(DatasetsConfig)
+    fit: FitConfig = _field(FitConfig)
+    flux_points: FluxPointsConfig = _field(FluxPointsConfig)
+    excess_map: dict = _field("raw")  # accepted, unused
+    light_curve: dict = _field("raw")  # accepted, unused
+    ray: RayConfig = _field(RayConfig, extension=True)
+
+    _IGNORED_KEYS = ("metadata",)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "AnalysisConfig":
+        """Validate a nested mapping (as loaded from YAML) into an ``AnalysisConfig``.
+
+        Raises
+        ------
+        ConfigError
+            Naming the dotted key of the first invalid, unknown or missing value.
+        """
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise ConfigError("<root>", f"expected a mapping at the top level, got {type(data).__name__}")
+        _check_datasets_kind(data)
+        return _build(cls, data, "")
+
+    @classmethod
+    def from_yaml(cls, text: str) -> "AnalysisConfig":
+        """Parse and validate YAML text."""
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError("<yaml>", f"invalid YAML: {exc}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def read(cls, path: str | Path) -> "AnalysisConfig":
+        """Read and validate a YAML file."""
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError("<file>", f"cannot read {path}: {exc}") from None
+        return cls.from_yaml(text)
+
+    def to_dict(self, gammapy_compatible: bool = False) -> dict:
+        """Plain nested dict (quantities as ``"value unit"`` strings) that :meth:`from_dict` reads back.
+
+        With ``gammapy_compatible=True`` our extension keys are left out, so gammapy's
+        ``AnalysisConfig`` accepts the result.
+        """
+        return _dump(self, gammapy_compatible)
+
+    def to_yaml(self, gammapy_compatible: bool = False) -> str:
+        """YAML text (see :meth:`to_dict`)."""
+        return yaml.safe_dump(self.to_dict(gammapy_compatible), sort_keys=False, indent=4)
+
+    def write(self, path: str | Path, overwrite: bool = False, gammapy_compatible: bool = False) -> None:
+        """Write YAML to ``path``."""
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path} exists; use overwrite=True")
+        path.write_text(self.to_yaml(gammapy_compatible))
+
+    def replace_ray(self, **changes: Any) -> "AnalysisConfig":
+        """Return a copy with ``ray`` fields changed (e.g. CLI ``--address``/``--num-cpus``/``--strict``);
+        values of None are ignored."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        data = self.to_dict()
+        data["ray"].update(changes)
+        return replace(self, ray=_build(RayConfig, data["ray"], "ray"))
+
+    def _post_dump(self, out: dict, gammapy_compatible: bool) -> dict:
+        for name in ("excess_map", "light_curve"):
+            if not out[name]:
+                out.pop(name)
+        return out
+

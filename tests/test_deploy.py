@@ -1,0 +1,137 @@
+"""deploy/: every YAML parses and carries the fields the tools need (cluster launcher, KubeRay, runtime_env)."""
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+RAY_IMAGE = re.compile(r"^rayproject/ray:(\d+\.\d+\.\d+)-py311(-cpu)?$")
+CLUSTERS = ["cluster-aws.yaml", "cluster-gcp.yaml", "cluster-onprem.yaml"]
+
+
+def _docs(name: str) -> list[dict]:
+    return [d for d in yaml.safe_load_all((DEPLOY / name).read_text()) if d is not None]
+
+
+def test_every_yaml_parses():
+    files = sorted(DEPLOY.glob("*.yaml"))
+    assert {f.name for f in files} >= set(CLUSTERS) | {
+        "kuberay-raycluster.yaml", "kuberay-rayjob.yaml", "kuberay-storage.yaml", "runtime_env.yaml"}
+    for f in files:
+        docs = _docs(f.name)
+        assert docs and all(isinstance(d, dict) for d in docs), f.name
+
+
+@pytest.mark.parametrize("name", CLUSTERS)
+def test_cluster_launcher_configs(name):
+    cfg = yaml.safe_load((DEPLOY / name).read_text())
+    assert cfg["cluster_name"].startswith("gamma-ray-dist")
+    m = RAY_IMAGE.match(cfg["docker"]["image"])
+    assert m, cfg["docker"]["image"]  # pinned, never :latest
+    version = m.group(1)
+    assert any(f'"ray[default]=={version}"' in c for c in cfg["setup_commands"])
+    assert any("/data" in o and ":ro" in o for o in cfg["docker"]["run_options"])
+    assert "-e GAMMAPY_DATA=/data" in cfg["docker"]["run_options"]
+    assert cfg["file_mounts"] == {"/home/ray/gamma_ray_dist": "."}
+    assert any("ray start --head" in c for c in cfg["head_start_ray_commands"])
+    if cfg["provider"]["type"] == "local":
+        # the on-prem provider defines node types itself
+        assert "available_node_types" not in cfg and "head_node_type" not in cfg
+        assert cfg["max_workers"] == len(cfg["provider"]["worker_ips"])
+    else:
+        head = cfg["head_node_type"]
+        assert head in cfg["available_node_types"]
+        workers = [t for t in cfg["available_node_types"] if t != head]
+        assert workers and all(cfg["available_node_types"][w]["max_workers"] <= cfg["max_workers"]
+                               for w in workers)
+
+
+@pytest.mark.parametrize("name", CLUSTERS)
+def test_cluster_configs_pass_ray_schema(name):
+    util = pytest.importorskip("ray.autoscaler._private.util")
+    pytest.importorskip("jsonschema")
+    cfg = yaml.safe_load((DEPLOY / name).read_text())
+    prepared = util.prepare_config(copy.deepcopy(cfg))  # what `ray up` does before launching
+    util.validate_config(prepared)
+
+
+def test_dockerfile_pins_ray_and_installs_package():
+    text = (DEPLOY / "Dockerfile").read_text()
+    (base,) = re.findall(r"^FROM\s+(\S+)", text, flags=re.M)
+    m = RAY_IMAGE.match(base)
+    assert m, base
+    assert f"ARG RAY_VERSION={m.group(1)}" in text
+    assert re.search(r"pip install .*\s\.\s", text)
+    assert "/data" in text and "GAMMAPY_DATA=/data" in text
+
+
+def _ray_image_versions(pod_spec: dict) -> list[str]:
+    return [c["image"] for c in pod_spec["containers"]]
+
+
+def test_kuberay_raycluster():
+    (rc,) = _docs("kuberay-raycluster.yaml")
+    assert rc["apiVersion"] == "ray.io/v1" and rc["kind"] == "RayCluster"
+    spec = rc["spec"]
+    groups = [spec["headGroupSpec"]] + spec["workerGroupSpecs"]
+    for g in groups:
+        pod = g["template"]["spec"]
+        for image in _ray_image_versions(pod):
+            assert ":" in image and not image.endswith(":latest")
+        claims = {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
+        assert "gamma-dl3-data" in claims
+        mounts = {m["mountPath"] for c in pod["containers"] for m in c["volumeMounts"]}
+        assert "/data" in mounts
+    w = spec["workerGroupSpecs"][0]
+    assert w["minReplicas"] <= w["replicas"] <= w["maxReplicas"]
+
+
+def test_kuberay_rayjob_and_its_config():
+    docs = {d["kind"]: d for d in _docs("kuberay-rayjob.yaml")}
+    job = docs["RayJob"]
+    assert job["apiVersion"] == "ray.io/v1"
+    entry = job["spec"]["entrypoint"]
+    assert entry.startswith("gamma-ray-dist run /config/analysis.yaml")
+    assert "--out /results" in entry and "--models /config/models.yaml" in entry
+    assert job["spec"]["shutdownAfterJobFinishes"] is True
+    assert yaml.safe_load(job["spec"]["runtimeEnvYAML"])["env_vars"]["GAMMAPY_DATA"] == "/data"
+    assert "working_dir" not in job["spec"]["runtimeEnvYAML"]  # RayJob cannot upload a directory
+    head_pod = job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
+    mounts = {m["mountPath"] for m in head_pod["containers"][0]["volumeMounts"]}
+    assert {"/config", "/data", "/results"} <= mounts
+    cm = docs["ConfigMap"]
+    assert any(v.get("configMap", {}).get("name") == cm["metadata"]["name"] for v in head_pod["volumes"])
+    # the embedded configs are valid for us (and the models YAML parses)
+    from gamma_ray_dist.config import AnalysisConfig
+
+    cfg = AnalysisConfig.from_yaml(cm["data"]["analysis.yaml"])
+    assert cfg.observations.datastore == "/data/hess-dl3-dr1"
+    models = yaml.safe_load(cm["data"]["models.yaml"])
+    assert models["components"][0]["name"] == cfg.flux_points.source == "crab"
+
+
+def test_kuberay_storage():
+    docs = _docs("kuberay-storage.yaml")
+    names = {d["metadata"]["name"] for d in docs if d["kind"] == "PersistentVolumeClaim"}
+    assert names == {"gamma-dl3-data", "gamma-results"}
+
+
+def test_runtime_env():
+    env = yaml.safe_load((DEPLOY / "runtime_env.yaml").read_text())
+    assert env["working_dir"] == "."
+    assert ".git/" in env["excludes"]
+    assert env["env_vars"]["GAMMAPY_DATA"] == "/data"
+    assert all(isinstance(v, str) for v in env["env_vars"].values())  # Ray requires string env vars
+    assert set(env) <= {"working_dir", "excludes", "env_vars", "py_modules", "pip"}
+
+
+def test_readme_has_the_commands():
+    text = (DEPLOY / "README.md").read_text()
+    for cmd in ("ray up deploy/cluster-aws.yaml", "ray job submit --address", "--runtime-env deploy/runtime_env.yaml",
+                "ray submit deploy/cluster-aws.yaml", "kubectl apply -f deploy/kuberay-rayjob.yaml",
+                "gamma-ray-dist run", "max_in_flight"):
+        assert cmd in text, cmd
