@@ -1,0 +1,627 @@
+"""Distributed dispatch: per-observation Ray tasks feeding an order-fixed reduction tree.
+
+`run_distributed` runs ``task_fn(shared, obs_id) -> Partial`` for every observation as a Ray task
+(at most ``max_in_flight`` at a time, submitted in sorted obs id order, collected with `ray.wait`
+in batches) and forwards each finished partial *by ObjectRef* to the leaf reducer of its chunk
+(`actors.reduction.ReductionActor`), so partials go from worker to actor without passing through
+the driver. Leaves fold their chunk in sorted obs id order; a root folds the chunk states in chunk
+order. The tree depends only on the sorted ids and ``fan_in``, so the float64 result is
+bit-identical to `run_serial` whatever the worker count, arrival order, retries or restarts.
+
+Failures: a task raising records ``(obs_id, error type, message, file)`` and the observation is
+skipped (``strict=True`` re-raises instead); a crashed worker is retried ``max_retries`` times by
+Ray (exceptions are not retried: they are data errors). A reducer actor that dies is restarted by
+Ray (``max_restarts``) or replaced; the driver notices a new incarnation in the replies and
+re-sends everything the new incarnation has not acknowledged (adds are idempotent), restoring from
+the reducer's checkpoint when ``checkpoint_dir`` is given.
+
+Memory: the driver holds ObjectRefs only. Partial refs of a chunk are kept until the chunk is
+folded (or durable in a checkpoint); chunk-state refs until the root is done (or durable); the
+driver fetches one object of dataset size: the final state.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import shutil
+import time
+import uuid
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Hashable, Iterable, Literal, NamedTuple, TextIO
+
+import ray
+from ray.exceptions import RayActorError
+
+from actors.protocols import Accumulator, AccumulatorFactory, Partial, TaskFn
+from actors.reduction import OrderedReducer, ReductionActor, Reply
+from actors.tree import chunk_index, plan_chunks
+
+from .progress import Progress
+
+__all__ = [
+    "Accumulator",
+    "AccumulatorFactory",
+    "Partial",
+    "TaskFn",
+    "ObsStatus",
+    "RunReport",
+    "RunResult",
+    "ensure_ray",
+    "run_distributed",
+    "run_serial",
+    "DEFAULT_FAN_IN",
+]
+
+log = logging.getLogger(__name__)
+
+#: Observations folded by one leaf reducer. Part of the result's definition (the float64 sum order).
+DEFAULT_FAN_IN = 32
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class ObsStatus:
+    """Outcome of one observation."""
+
+    obs_id: int
+    status: Literal["ok", "failed"]
+    error_type: str | None = None
+    message: str | None = None
+    filename: str | None = None
+    seconds: float = 0.0  # wall time of task_fn in the worker
+    timings: dict[str, float] = field(default_factory=dict)  # the partial's own stage timings
+
+
+@dataclass
+class RunReport:
+    """Per-observation status and timings of a run."""
+
+    run_id: str
+    backend: Literal["ray", "serial"]
+    fan_in: int
+    n_chunks: int
+    max_in_flight: int
+    obs: dict[int, ObsStatus] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # driver-side stages, seconds
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # summed over tasks
+    reducer_restarts: int = 0
+    duplicate_obs_ids: list[int] = field(default_factory=list)
+
+    @property
+    def n_ok(self) -> int:
+        return sum(s.status == "ok" for s in self.obs.values())
+
+    @property
+    def n_failed(self) -> int:
+        return sum(s.status == "failed" for s in self.obs.values())
+
+    @property
+    def failures(self) -> list[ObsStatus]:
+        """Failed observations, in obs id order."""
+        return [s for _, s in sorted(self.obs.items()) if s.status == "failed"]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (obs keyed by str(obs_id))."""
+        out = asdict(self)
+        out["obs"] = {str(k): v for k, v in out["obs"].items()}
+        out["n_ok"], out["n_failed"] = self.n_ok, self.n_failed
+        return out
+
+    def _record(self, status: dict[str, Any], obs_id: int) -> ObsStatus:
+        entry = ObsStatus(
+            obs_id=obs_id,
+            status="ok" if status["ok"] else "failed",
+            error_type=status.get("error_type"),
+            message=status.get("message"),
+            filename=status.get("filename"),
+            seconds=float(status.get("seconds", 0.0)),
+            timings=dict(status.get("timings") or {}),
+        )
+        self.obs[obs_id] = entry
+        self.stage_seconds["task"] = self.stage_seconds.get("task", 0.0) + entry.seconds
+        for stage, sec in entry.timings.items():
+            self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + float(sec)
+        return entry
+
+
+class RunResult(NamedTuple):
+    """``(state, report)``: the final accumulator state (``Accumulator.from_state`` input) and report."""
+
+    state: dict[str, Any]
+    report: RunReport
+
+
+# ---------------------------------------------------------------------------------------------
+# The task body (runs in the worker, or in-process for run_serial)
+# ---------------------------------------------------------------------------------------------
+def _run_one(task_fn: TaskFn, shared: Any, obs_id: int) -> tuple[dict[str, Any], Partial | None]:
+    """Run one observation; exceptions become a status (so data errors are never retried)."""
+    t0 = time.perf_counter()
+    try:
+        partial = task_fn(shared, obs_id)
+    except Exception as error:  # noqa: BLE001 - recorded per observation, strict mode re-raises
+        return _failure_status(error, time.perf_counter() - t0), None
+    status = {
+        "ok": True,
+        "seconds": time.perf_counter() - t0,
+        "timings": dict(getattr(partial, "timings", None) or {}),
+    }
+    return status, partial
+
+
+def _failure_status(error: BaseException, seconds: float = 0.0) -> dict[str, Any]:
+    try:  # carry the exception itself when it can cross a process boundary (strict mode re-raises it)
+        pickle.dumps(error)
+        carried: BaseException | None = error
+    except Exception:  # noqa: BLE001
+        carried = None
+    return {
+        "ok": False,
+        "error_type": type(error).__name__,
+        "message": str(error)[:4000],
+        "filename": getattr(error, "filename", None),
+        "exception": carried,
+        "seconds": seconds,
+    }
+
+
+def _reraise(status: dict[str, Any], obs_id: int) -> None:
+    error = status.get("exception")
+    if isinstance(error, BaseException):
+        raise error
+    raise RuntimeError(f"observation {obs_id} failed: {status['error_type']}: {status['message']}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Ray bootstrap
+# ---------------------------------------------------------------------------------------------
+def ensure_ray(address: str | None = None, num_cpus: int | None = None, **init_kwargs: Any) -> dict[str, float]:
+    """Make sure this process is connected to Ray; return the cluster resources.
+
+    Connects to ``address`` (or ``$RAY_ADDRESS``) when given, else starts a private local Ray
+    (``address="local"``, so it never attaches to a stray cluster) without the dashboard unless
+    ``include_dashboard=True`` is passed. Does nothing if Ray is already initialised.
+    """
+    if not ray.is_initialized():
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        if address:
+            ray.init(address=address, **init_kwargs)
+        else:
+            init_kwargs.setdefault("include_dashboard", False)
+            ray.init(address="local", num_cpus=num_cpus, **init_kwargs)
+    return ray.cluster_resources()
+
+
+# ---------------------------------------------------------------------------------------------
+# Driver-side view of one reducer actor
+# ---------------------------------------------------------------------------------------------
+class _Failed:
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def _get_each(refs: list[ray.ObjectRef]) -> list[Any]:
+    """One `ray.get` for the batch; only if it fails, one by one to tell which refs failed."""
+    if not refs:
+        return []
+    try:
+        return ray.get(refs)
+    except Exception:  # noqa: BLE001
+        out: list[Any] = []
+        for ref in refs:
+            try:
+                out.append(ray.get(ref))
+            except Exception as error:  # noqa: BLE001
+                out.append(_Failed(error))
+        return out
+
+
+class _ReducerLink:
+    """Tracks what was sent to one reducer actor and what it acknowledged; recovers restarts.
+
+    Replies of one actor are handled in call order (a FIFO), so incarnations are seen in the order
+    they happened: a reply with a new incarnation means the state was rebuilt (empty or from the
+    checkpoint) and everything sent beyond its acknowledged prefix is re-sent.
+    """
+
+    def __init__(self, tag: str, keys: Iterable[Hashable], spawn) -> None:
+        self.tag = tag
+        self.keys = tuple(sorted(keys))
+        self._spawn = spawn  # (tag, generation) -> actor handle
+        self.generation = 0
+        self.handle = spawn(tag, 0)
+        self.sent: dict[Hashable, tuple[str, Any]] = {}  # key -> ("add", ref) | ("skip", reason)
+        self.calls: deque[tuple[str, ray.ObjectRef, ray.ObjectRef | None]] = deque()
+        self.incarnation: str | None = None
+        self.n_acked = 0
+        self.n_durable = 0
+        self.suspect = False
+        self.failed_pings = 0
+        self.finalizing = False
+        self.state_ref: ray.ObjectRef | None = None
+        self.restarts = 0
+
+    # -- sending -------------------------------------------------------------------------------
+    def send(self, key: Hashable, ref: ray.ObjectRef) -> None:
+        self.sent[key] = ("add", ref)
+        self._call(key)
+
+    def skip(self, key: Hashable, reason: str) -> None:
+        self.sent[key] = ("skip", reason)
+        self._call(key)
+
+    def _call(self, key: Hashable) -> None:
+        kind, payload = self.sent[key]
+        method = self.handle.add if kind == "add" else self.handle.skip
+        self.calls.append(("reply", method.remote(key, payload), None))
+
+    def _ping(self) -> None:
+        if not any(kind == "ping" for kind, _, _ in self.calls):
+            self.calls.append(("ping", self.handle.acknowledged.remote(), None))
+
+    def maybe_finalize(self) -> None:
+        if (
+            self.state_ref is None
+            and not self.finalizing
+            and not self.suspect
+            and len(self.sent) == len(self.keys)
+            and self.n_acked == len(self.keys)
+        ):
+            meta, state = self.handle.finalize.options(num_returns=2).remote()
+            self.calls.append(("finalize", meta, state))
+            self.finalizing = True
+
+    # -- receiving -----------------------------------------------------------------------------
+    def pop_ready(self, ready: set) -> list[tuple[str, ray.ObjectRef, ray.ObjectRef | None]]:
+        out = []
+        while self.calls and self.calls[0][1] in ready:
+            out.append(self.calls.popleft())
+        return out
+
+    def on_result(self, call: tuple[str, ray.ObjectRef, ray.ObjectRef | None], value: Any) -> None:
+        kind, _, state_ref = call
+        if kind == "finalize":
+            self.finalizing = False
+        if isinstance(value, _Failed):
+            if not isinstance(value.error, RayActorError):
+                raise value.error  # a bug in the accumulator, not a lost actor
+            self.suspect = True
+            if kind == "ping":
+                self.failed_pings += 1
+                if self.failed_pings >= 2:
+                    self._replace()
+            self._ping()
+            return
+        self._observe(value)
+        if kind == "finalize" and value.incarnation == self.incarnation and value.n_acknowledged == len(self.keys):
+            self.state_ref = state_ref
+
+    def _observe(self, reply: Reply) -> None:
+        if reply.incarnation != self.incarnation:
+            rebuilt = self.incarnation is not None or self.suspect
+            self.incarnation = reply.incarnation
+            self.n_acked, self.n_durable = reply.n_acknowledged, reply.n_durable
+            self.suspect, self.failed_pings = False, 0
+            if rebuilt:
+                self.restarts += 1
+                log.warning("reducer %s restarted: %d/%d acknowledged, re-sending the rest",
+                            self.tag, self.n_acked, len(self.keys))
+                for key in self.keys[self.n_acked:]:
+                    if key in self.sent:
+                        if self.sent[key][0] == "released":
+                            raise RuntimeError(f"reducer {self.tag} lost {key!r}: checkpoint older than acknowledged")
+                        self._call(key)
+        else:
+            self.n_acked = max(self.n_acked, reply.n_acknowledged)
+            self.n_durable = max(self.n_durable, reply.n_durable)
+        # What a checkpoint holds will be restored on restart: drop our refs to free the store.
+        for key in self.keys[: self.n_durable]:
+            if key in self.sent and self.sent[key][0] != "released":
+                self.sent[key] = ("released", None)
+
+    def _replace(self) -> None:
+        """The actor is gone for good (restarts exhausted): start a fresh one."""
+        log.warning("reducer %s is dead; replacing it", self.tag)
+        try:
+            ray.kill(self.handle, no_restart=True)
+        except Exception:  # noqa: BLE001
+            pass
+        self.generation += 1
+        self.handle = self._spawn(self.tag, self.generation)
+        self.failed_pings = 0
+
+    def close(self) -> None:
+        ray.kill(self.handle, no_restart=True)
+        self.sent.clear()
+        self.calls.clear()
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry points
+# ---------------------------------------------------------------------------------------------
+def _sorted_unique(obs_ids: Iterable[Any]) -> tuple[list[int], list[int]]:
+    seen: set[int] = set()
+    dup: list[int] = []
+    for o in obs_ids:
+        o = int(o)
+        if o in seen:
+            dup.append(o)
+        seen.add(o)
+    return sorted(seen), sorted(set(dup))
+
+
+def run_distributed(
+    obs_ids: Iterable[int],
+    task_fn: TaskFn,
+    shared: Any,
+    make_accumulator: AccumulatorFactory,
+    *,
+    max_in_flight: int | None = None,
+    fan_in: int = DEFAULT_FAN_IN,
+    strict: bool = False,
+    progress: bool | TextIO = True,
+    checkpoint_dir: str | os.PathLike | None = None,
+    max_retries: int = 2,
+    checkpoint_every: int = 8,
+    actor_max_restarts: int = 3,
+    run_id: str | None = None,
+    wait_timeout: float = 1.0,
+) -> RunResult:
+    """Reduce observations on Ray into one accumulator state, bit-identical to `run_serial`.
+
+    Parameters
+    ----------
+    obs_ids : iterable of int
+        Observations; sorted and de-duplicated (duplicates listed in the report).
+    task_fn : callable
+        ``task_fn(shared, obs_id) -> Partial``, run in Ray tasks; must be picklable.
+    shared : object
+        Inputs common to all tasks (geometry spec, exclusion mask, data store path...);
+        put into the object store once.
+    make_accumulator : callable
+        Zero-argument factory of an empty `Accumulator`.
+    max_in_flight : int, optional
+        Tasks submitted and not yet finished; default 3x the cluster CPUs.
+    fan_in : int
+        Observations per leaf reducer; with the sorted ids it fixes the summation order.
+    strict : bool
+        Re-raise the first task failure instead of recording it and going on.
+    progress : bool or file-like
+        False: silent; True: ``sys.stderr``; a stream: written there (bar on a TTY, else lines).
+    checkpoint_dir : path, optional
+        Reducers checkpoint atomically under ``checkpoint_dir/run_id`` every ``checkpoint_every``
+        acknowledgements and restore from there after a restart; removed after a successful run.
+    max_retries : int
+        Ray retries of a task whose worker crashed (exceptions are never retried).
+    actor_max_restarts : int
+        Ray restarts of a reducer actor before the driver replaces it.
+    run_id : str, optional
+        Names the reducer actors ``"{run_id}.chunk{i:05d}"`` and ``"{run_id}.root"``; default random.
+    wait_timeout : float
+        Longest single `ray.wait`, seconds (also the progress refresh period when idle).
+
+    Returns
+    -------
+    RunResult
+        ``(state, report)``. ``state`` arrays may be read-only views of the object store.
+    """
+    t_start = time.perf_counter()
+    ids, dups = _sorted_unique(obs_ids)
+    run_id = run_id or f"grd-{uuid.uuid4().hex[:8]}"
+    chunks = plan_chunks(ids, fan_in)
+    where = chunk_index(chunks)
+    ensure_ray()
+    if max_in_flight is None:
+        max_in_flight = max(2, 3 * int(ray.cluster_resources().get("CPU", 1)))
+    max_in_flight = max(1, int(max_in_flight))
+    report = RunReport(run_id, "ray", int(fan_in), len(chunks), max_in_flight, duplicate_obs_ids=dups)
+    if not ids:
+        return RunResult(make_accumulator().state(), report)
+
+    ckpt_root = None if checkpoint_dir is None else Path(checkpoint_dir) / run_id
+
+    def spawn(tag: str, generation: int, keys: tuple, mode: str):
+        return ReductionActor.options(
+            name=f"{run_id}.{tag}" + (f".g{generation}" if generation else ""),
+            max_restarts=actor_max_restarts,
+            max_task_retries=0,  # the driver re-sends; Ray must not replay calls on its own
+        ).remote(
+            keys,
+            make_accumulator,
+            mode=mode,
+            checkpoint_path=None if ckpt_root is None else ckpt_root / f"{tag}.pkl",
+            checkpoint_every=checkpoint_every,
+        )
+
+    def make_link(tag: str, keys: tuple, mode: str) -> _ReducerLink:
+        return _ReducerLink(tag, keys, lambda t, g: spawn(t, g, keys, mode))
+
+    t0 = time.perf_counter()
+    shared_ref = ray.put(shared)
+    report.timings["put_shared"] = time.perf_counter() - t0
+
+    def _task(shared_value: Any, obs_id: int):
+        return _run_one(task_fn, shared_value, obs_id)
+
+    remote_task = ray.remote(_task).options(num_returns=2, max_retries=int(max_retries), retry_exceptions=False)
+
+    # Bound how far submission runs ahead of the oldest unfinished observation: it bounds the
+    # partials buffered in leaves, the live leaves and the chunk states buffered in the root.
+    window = max(4 * max_in_flight, 2)
+    position = {o: i for i, o in enumerate(ids)}
+    finished = [False] * len(ids)
+    lowest = 0
+    next_i = 0
+    tasks: dict[ray.ObjectRef, tuple[int, ray.ObjectRef]] = {}
+    leaves: dict[int, _ReducerLink] = {}
+    root = make_link("root", tuple(range(len(chunks))), "merge") if len(chunks) > 1 else None
+    final_ref: ray.ObjectRef | None = None
+    restarts = 0
+    bar = _make_progress(len(ids), progress)
+    n_done = n_failed = 0
+    t_tasks_done = None
+    try:
+        while final_ref is None:
+            while next_i < len(ids) and len(tasks) < max_in_flight and next_i < lowest + window:
+                obs_id = ids[next_i]
+                c = where[obs_id]
+                if c not in leaves:
+                    leaves[c] = make_link(f"chunk{c:05d}", chunks[c], "add")
+                status_ref, partial_ref = remote_task.remote(shared_ref, obs_id)
+                tasks[status_ref] = (obs_id, partial_ref)
+                next_i += 1
+
+            links = list(leaves.values()) + ([root] if root is not None else [])
+            refs = list(tasks) + [call[1] for link in links for call in link.calls]
+            if not refs:  # nothing outstanding: the next finalize call is issued below
+                ready: list = []
+                time.sleep(0.001)
+            else:
+                ready, rest = ray.wait(refs, num_returns=1, timeout=wait_timeout)
+                if ready and rest:  # sweep whatever else is done, without blocking
+                    more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
+                    ready += more
+            ready_set = set(ready)
+
+            # Finished tasks: one batched get of the small status objects (never the partials).
+            done = [r for r in ready if r in tasks]
+            for ref, status in zip(done, _get_each(done)):
+                obs_id, partial_ref = tasks.pop(ref)
+                if isinstance(status, _Failed):  # worker crashed beyond max_retries, or lost
+                    status = _failure_status(status.error)
+                entry = report._record(status, obs_id)
+                link = leaves[where[obs_id]]
+                if entry.status == "ok":
+                    link.send(obs_id, partial_ref)
+                else:
+                    n_failed += 1
+                    log.warning("observation %s failed: %s: %s", obs_id, entry.error_type, entry.message)
+                    if strict:
+                        _reraise(status, obs_id)
+                    link.skip(obs_id, f"{entry.error_type}: {entry.message}")
+                finished[position[obs_id]] = True
+                n_done += 1
+            while lowest < len(ids) and finished[lowest]:
+                lowest += 1
+            if n_done == len(ids) and t_tasks_done is None:
+                t_tasks_done = time.perf_counter()
+
+            # Reducer replies, in call order per actor, fetched in one batch.
+            popped = [(link, call) for link in links for call in link.pop_ready(ready_set)]
+            for (link, call), value in zip(popped, _get_each([call[1] for _, call in popped])):
+                link.on_result(call, value)
+
+            for c in sorted(leaves):
+                link = leaves[c]
+                link.maybe_finalize()
+                if link.state_ref is not None:
+                    if root is None:
+                        final_ref = link.state_ref
+                    else:
+                        root.send(c, link.state_ref)
+                    restarts += link.restarts
+                    link.close()
+                    del leaves[c]
+            if root is not None:
+                root.maybe_finalize()
+                if root.state_ref is not None:
+                    final_ref = root.state_ref
+            if bar is not None:
+                bar.update(n_done, n_failed)
+
+        t0 = time.perf_counter()
+        state = ray.get(final_ref)
+        report.timings["fetch_result"] = time.perf_counter() - t0
+    finally:
+        for ref in tasks:
+            try:
+                ray.cancel(ref)
+            except Exception:  # noqa: BLE001
+                pass
+        for link in list(leaves.values()) + ([root] if root is not None else []):
+            restarts += link.restarts
+            try:
+                link.close()
+            except Exception:  # noqa: BLE001
+                pass
+        if bar is not None:
+            bar.close()
+    report.reducer_restarts = restarts
+    t_end = time.perf_counter()
+    report.timings["tasks"] = (t_tasks_done or t_end) - t_start
+    report.timings["reduce_tail"] = t_end - (t_tasks_done or t_end)
+    report.timings["total"] = t_end - t_start
+    if ckpt_root is not None:
+        shutil.rmtree(ckpt_root, ignore_errors=True)
+    return RunResult(state, report)
+
+
+def run_serial(
+    obs_ids: Iterable[int],
+    task_fn: TaskFn,
+    shared: Any,
+    make_accumulator: AccumulatorFactory,
+    *,
+    max_in_flight: int | None = None,
+    fan_in: int = DEFAULT_FAN_IN,
+    strict: bool = False,
+    progress: bool | TextIO = True,
+    checkpoint_dir: str | os.PathLike | None = None,
+    max_retries: int = 2,
+    **_ignored: Any,
+) -> RunResult:
+    """`run_distributed` in this process, without Ray: same tree, same order, same bits.
+
+    ``max_in_flight``, ``max_retries`` and ``checkpoint_dir`` are accepted for a uniform call
+    signature and ignored (nothing runs concurrently, nothing can be lost).
+    """
+    t_start = time.perf_counter()
+    ids, dups = _sorted_unique(obs_ids)
+    chunks = plan_chunks(ids, fan_in)
+    report = RunReport("serial", "serial", int(fan_in), len(chunks), 1, duplicate_obs_ids=dups)
+    root = OrderedReducer(range(len(chunks)), make_accumulator, mode="merge") if len(chunks) > 1 else None
+    state = make_accumulator().state() if not chunks else None
+    bar = _make_progress(len(ids), progress)
+    n_done = n_failed = 0
+    try:
+        for c, chunk in enumerate(chunks):
+            leaf = OrderedReducer(chunk, make_accumulator, mode="add")
+            for obs_id in chunk:
+                status, partial = _run_one(task_fn, shared, obs_id)
+                entry = report._record(status, obs_id)
+                n_done += 1
+                if entry.status == "ok":
+                    leaf.add(obs_id, partial)
+                else:
+                    n_failed += 1
+                    log.warning("observation %s failed: %s: %s", obs_id, entry.error_type, entry.message)
+                    if strict:
+                        _reraise(status, obs_id)
+                    leaf.skip(obs_id, f"{entry.error_type}: {entry.message}")
+                if bar is not None:
+                    bar.update(n_done, n_failed)
+            _, chunk_state = leaf.finalize()
+            if root is None:
+                state = chunk_state
+            else:
+                root.add(c, chunk_state)
+        if root is not None:
+            _, state = root.finalize()
+    finally:
+        if bar is not None:
+            bar.close()
+    report.timings["tasks"] = report.timings["total"] = time.perf_counter() - t_start
+    return RunResult(state, report)
+
+
+def _make_progress(total: int, progress: bool | TextIO) -> Progress | None:
+    if progress is False or progress is None:
+        return None
+    return Progress(total, None if progress is True else progress)

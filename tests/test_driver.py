@@ -1,0 +1,135 @@
+"""run_distributed vs run_serial: bit-identical results, failures, crashes, actor kills, progress.
+
+Uses the session Ray (``ray_session``) and the fakes of `test_driver_fakes` (float64 values over
+16 decades, so any change of summation order changes the bits).
+"""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from gamma_ray_dist.driver import ensure_ray, run_distributed, run_serial
+from gamma_ray_dist.errors import ObservationError
+
+from .test_driver_fakes import fake_task, make_accumulator
+
+pytestmark = pytest.mark.ray
+
+IDS = list(range(100, 112))
+FAN_IN = 4
+
+
+def _assert_same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]), err_msg=key)
+        assert np.asarray(a[key]).tobytes() == np.asarray(b[key]).tobytes(), key  # bits, incl. -0.0
+
+
+@pytest.fixture(scope="module")
+def serial_state():
+    return run_serial(IDS, fake_task, {}, make_accumulator, fan_in=FAN_IN, progress=False).state
+
+
+def test_chunking_changes_bits_so_equality_means_something(serial_state):
+    other = run_serial(IDS, fake_task, {}, make_accumulator, fan_in=5, progress=False).state
+    assert not np.array_equal(serial_state["values"], other["values"])
+
+
+@pytest.mark.parametrize("max_in_flight", [1, 3, 8])
+def test_ray_is_bit_identical_to_serial_whatever_the_completion_order(ray_session, serial_state, max_in_flight):
+    shuffled = IDS[5:] + IDS[:5][::-1] + IDS[2:4]  # input order and duplicates must not matter
+    result = run_distributed(
+        shuffled, fake_task, {"sleep_max": 0.03}, make_accumulator,
+        max_in_flight=max_in_flight, fan_in=FAN_IN, progress=False,
+    )
+    _assert_same(result.state, serial_state)
+    report = result.report
+    assert report.n_ok == len(IDS) and report.n_failed == 0
+    assert report.duplicate_obs_ids == IDS[2:4]
+    assert report.n_chunks == 3 and report.stage_seconds["make"] == pytest.approx(0.012)
+    assert set(report.timings) >= {"put_shared", "tasks", "reduce_tail", "total"}
+
+
+def test_single_chunk_run(ray_session):
+    serial = run_serial(IDS[:3], fake_task, {}, make_accumulator, fan_in=FAN_IN, progress=False)
+    result = run_distributed(IDS[:3], fake_task, {}, make_accumulator, fan_in=FAN_IN, progress=False)
+    _assert_same(result.state, serial.state)
+    assert result.report.n_chunks == 1
+
+
+def test_empty_run(ray_session):
+    result = run_distributed([], fake_task, {}, make_accumulator, progress=False)
+    assert result.state["values"].sum() == 0 and result.report.obs == {}
+
+
+def test_failed_observation_is_recorded_and_the_rest_reduced(ray_session):
+    bad = IDS[5]
+    shared = {"fail": {bad}}
+    serial = run_serial(IDS, fake_task, shared, make_accumulator, fan_in=FAN_IN, progress=False)
+    result = run_distributed(IDS, fake_task, shared, make_accumulator, fan_in=FAN_IN, progress=False)
+    _assert_same(result.state, serial.state)
+    assert bad not in result.state["obs_ids"] and len(result.state["obs_ids"]) == len(IDS) - 1
+    (failure,) = result.report.failures
+    assert failure.obs_id == bad and failure.error_type == "ObservationError"
+    assert failure.filename == f"/data/run{bad}.fits.gz"
+    assert "events table is corrupt" in failure.message and f"obs_id={bad}" in failure.message
+    assert result.report.n_ok == len(IDS) - 1
+
+
+@pytest.mark.parametrize("runner", [run_serial, run_distributed])
+def test_strict_mode_raises_the_observation_error(ray_session, runner):
+    with pytest.raises(ObservationError, match="events table is corrupt") as info:
+        runner(IDS, fake_task, {"fail": {IDS[1]}}, make_accumulator, fan_in=FAN_IN, strict=True, progress=False)
+    assert info.value.obs_id == IDS[1] and info.value.filename.endswith(f"run{IDS[1]}.fits.gz")
+
+
+def test_crashed_worker_is_retried_and_the_result_is_identical(ray_session, serial_state, tmp_path):
+    shared = {"crash": {IDS[2], IDS[9]}, "marker_dir": str(tmp_path)}
+    result = run_distributed(IDS, fake_task, shared, make_accumulator, fan_in=FAN_IN, max_in_flight=3, progress=False)
+    assert (tmp_path / f"crash-{IDS[2]}").exists()  # the crash really happened
+    _assert_same(result.state, serial_state)
+    assert result.report.n_failed == 0
+
+
+def test_crash_beyond_retries_is_a_recorded_failure(ray_session, tmp_path):
+    shared = {"crash": {IDS[0]}, "marker_dir": str(tmp_path)}
+    result = run_distributed(IDS[:2], fake_task, shared, make_accumulator, max_retries=0, progress=False)
+    (failure,) = result.report.failures
+    assert failure.obs_id == IDS[0] and "Crash" in failure.error_type
+    assert list(result.state["obs_ids"]) == [IDS[1]]
+
+
+@pytest.mark.parametrize("checkpoint", [False, True], ids=["resend", "checkpoint"])
+def test_reduction_actors_killed_mid_run_give_the_identical_result(ray_session, serial_state, tmp_path, checkpoint):
+    run_id = f"killtest-{int(checkpoint)}"
+    shared = {
+        "marker_dir": str(tmp_path),
+        # obs 3 kills the leaf of chunk 0 once it holds obs 0-2; obs 10 kills the root once it
+        # holds chunks 0 and 1
+        "kill": {IDS[3]: (f"{run_id}.chunk00000", 3), IDS[10]: (f"{run_id}.root", 2)},
+    }
+    result = run_distributed(
+        IDS, fake_task, shared, make_accumulator, fan_in=FAN_IN, max_in_flight=2, progress=False,
+        run_id=run_id, checkpoint_dir=tmp_path / "ckpt" if checkpoint else None, checkpoint_every=1,
+    )
+    assert (tmp_path / f"kill-{IDS[3]}").exists() and (tmp_path / f"kill-{IDS[10]}").exists()
+    _assert_same(result.state, serial_state)
+    assert result.report.reducer_restarts == 2
+    assert not (tmp_path / "ckpt" / run_id).exists()  # checkpoints removed after success
+
+
+def test_progress_off_tty_is_log_lines(ray_session):
+    stream = io.StringIO()
+    run_distributed(IDS, fake_task, {}, make_accumulator, fan_in=FAN_IN, progress=stream)
+    text = stream.getvalue()
+    assert "\r" not in text
+    lines = text.splitlines()
+    assert lines and all(line.startswith("reduce: ") for line in lines)
+    assert lines[-1].startswith(f"reduce: {len(IDS)}/{len(IDS)} observations, 0 failed")
+
+
+def test_ensure_ray_keeps_the_running_session(ray_session):
+    assert ensure_ray()["CPU"] == 2
