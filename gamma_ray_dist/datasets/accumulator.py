@@ -1,0 +1,259 @@
+"""`StackAccumulator`: float64/int64 buffers of the stacked geometry.
+
+Partials are added into the buffers (``add``, idempotent per obs id); accumulators over
+disjoint observations combine with ``merge`` (tree reduction); ``state``/``from_state``
+give a plain dict of arrays for atomic checkpoints; ``to_dataset`` finalises into a
+`MapDataset` (exposure-weighted PSF/EDisp, GTI union, meta table).
+
+Counts are int64 (exact in any order); everything else is float64 and summed in the
+order ``add`` is called, so the same order gives bit-identical results.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, Optional
+
+import numpy as np
+
+from .partial import PartialDataset, StackGeometry, time_from_tuple
+from .stacking import exposure_weighted_mean
+
+__all__ = ["StackAccumulator"]
+
+STATE_VERSION = 1
+
+_FLOAT_BUFFERS = ("background", "exposure", "psf_weighted", "psf_exposure",
+                  "edisp_weighted", "edisp_exposure")
+
+
+def _window(bounds):
+    (y0, y1), (x0, x1) = bounds
+    return Ellipsis, slice(y0, y1), slice(x0, x1)
+
+
+class StackAccumulator:
+    """Sums of observation partials on the stacked geometry.
+
+    Parameters
+    ----------
+    geometry : `StackGeometry`
+        The stacked geometry (picklable).
+    name : str, optional
+        Default name of the finalised dataset.
+    """
+
+    def __init__(self, geometry: StackGeometry, name: Optional[str] = None):
+        self.geometry = geometry
+        self.name = name
+        g = geometry
+        self.buffers: Dict[str, Optional[np.ndarray]] = {
+            "counts": np.zeros(g.shape("geom"), dtype=np.int64),
+            "background": np.zeros(g.shape("geom"), dtype=np.float64),
+            "mask_safe": np.zeros(g.shape("geom"), dtype=bool),
+            "mask_fit": None,
+            "exposure": None,
+            "psf_weighted": None,
+            "psf_exposure": None,
+            "edisp_weighted": None,
+            "edisp_exposure": None,
+        }
+        if "geom_exposure" in g.geoms:
+            self.buffers["exposure"] = np.zeros(g.shape("geom_exposure"))
+        if g.geoms.get("geom_psf") is not None:
+            shape = g.shape("geom_psf")
+            self.buffers["psf_weighted"] = np.zeros(shape)
+            self.buffers["psf_exposure"] = np.zeros((shape[0], 1) + shape[2:])
+        if g.geoms.get("geom_edisp") is not None:
+            shape = g.shape("geom_edisp")
+            self.buffers["edisp_weighted"] = np.zeros(shape)
+            self.buffers["edisp_exposure"] = np.zeros((shape[0], 1) + shape[2:])
+        self.livetime = float("nan")
+        self.obs_ids: List[int] = []
+        self.gti_start = np.zeros(0)
+        self.gti_stop = np.zeros(0)
+        self.meta_rows: List[Dict[str, Any]] = []
+        self.fov: Dict[int, Dict[str, Any]] = {}
+
+    # -- construction -------------------------------------------------------------------
+    @classmethod
+    def from_dataset(cls, dataset, name: Optional[str] = None) -> "StackAccumulator":
+        """Accumulator initialised with the content of a stacked `MapDataset`.
+
+        For the usual empty ``MapDataset.create(...)`` result all buffers are zero; a
+        non-empty dataset is taken as already stacked (its own safe mask is not applied,
+        as in gammapy).
+        """
+        acc = cls(StackGeometry.from_dataset(dataset), name=name or dataset.name)
+        b = acc.buffers
+        b["counts"][...] = np.rint(np.nan_to_num(dataset.counts.data)).astype(np.int64)
+        if dataset.background is not None:
+            b["background"][...] = np.nan_to_num(dataset.npred_background().data)
+        if dataset.mask_safe is not None:
+            b["mask_safe"][...] = dataset.mask_safe.data
+        if dataset.mask_fit is not None:
+            b["mask_fit"] = np.array(dataset.mask_fit.data, dtype=bool)
+        if b["exposure"] is not None and dataset.exposure is not None:
+            b["exposure"][...] = np.nan_to_num(dataset.exposure.data)
+            lt = dataset.exposure.meta.get("livetime") if dataset.exposure.meta else None
+            if lt is not None:
+                acc.livetime = float(lt.to_value("s"))
+        for key, irf in (("psf", dataset.psf), ("edisp", dataset.edisp)):
+            if b[key + "_weighted"] is not None and irf is not None:
+                exp = np.nan_to_num(np.asarray(irf.exposure_map.data, np.float64))
+                b[key + "_exposure"][...] = exp
+                b[key + "_weighted"][...] = np.nan_to_num(irf._irf_map.data * exp)
+        if dataset.gti is not None and len(dataset.gti.table) > 0:
+            ref = time_from_tuple(acc.geometry.reference_time)
+            acc.gti_start = np.atleast_1d((dataset.gti.time_start - ref).to_value("s"))
+            acc.gti_stop = np.atleast_1d((dataset.gti.time_stop - ref).to_value("s"))
+        if dataset.meta_table is not None:
+            acc.meta_rows = _rows_from_table(dataset.meta_table)
+        return acc
+
+    # -- reduction ----------------------------------------------------------------------
+    def add(self, partial: PartialDataset) -> bool:
+        """Add one observation; a second add of the same obs id is ignored.
+
+        Returns
+        -------
+        added : bool
+            False when the obs id was already present.
+        """
+        if partial.obs_id in self.obs_ids:
+            return False
+        b = self.buffers
+        fine = _window(partial.fine_bounds)
+        b["counts"][fine] += partial.counts
+        if partial.background is not None:
+            b["background"][fine] += partial.background
+        b["mask_safe"][fine] |= partial.mask_safe
+        if partial.mask_fit is not None:
+            if b["mask_fit"] is None:
+                b["mask_fit"] = np.zeros(b["mask_safe"].shape, dtype=bool)
+            b["mask_fit"][fine] |= partial.mask_fit
+        if partial.exposure is not None and b["exposure"] is not None:
+            b["exposure"][fine] += partial.exposure
+        if partial.coarse_bounds is not None:
+            coarse = _window(partial.coarse_bounds)
+            for key in ("psf_weighted", "psf_exposure", "edisp_weighted", "edisp_exposure"):
+                value = getattr(partial, key)
+                if value is not None and b[key] is not None:
+                    b[key][coarse] += value
+        self._add_livetime(partial.livetime)
+        if partial.gti_start.size:
+            offset = (time_from_tuple(partial.gti_reference)
+                      - time_from_tuple(self.geometry.reference_time)).to_value("s")
+            self.gti_start = np.concatenate([self.gti_start, partial.gti_start + offset])
+            self.gti_stop = np.concatenate([self.gti_stop, partial.gti_stop + offset])
+        if partial.meta:
+            self.meta_rows.append(dict(partial.meta))
+        self.fov[partial.obs_id] = {"norm": partial.fov_norm, "tilt": partial.fov_tilt,
+                                    "status": partial.fov_status}
+        self.obs_ids.append(partial.obs_id)
+        return True
+
+    def _add_livetime(self, livetime: float) -> None:
+        if np.isnan(livetime):
+            return
+        self.livetime = livetime if np.isnan(self.livetime) else self.livetime + livetime
+
+    def merge(self, other: "StackAccumulator") -> "StackAccumulator":
+        """Add the sums of another accumulator over disjoint observations, in place."""
+        common = set(self.obs_ids) & set(other.obs_ids)
+        if common:
+            raise ValueError(f"cannot merge accumulators sharing obs ids {sorted(common)}")
+        for key, value in other.buffers.items():
+            if value is None:
+                continue
+            if self.buffers[key] is None:
+                self.buffers[key] = value.copy()
+            elif value.dtype == bool:
+                self.buffers[key] |= value
+            else:
+                self.buffers[key] += value
+        self._add_livetime(other.livetime)
+        self.gti_start = np.concatenate([self.gti_start, other.gti_start])
+        self.gti_stop = np.concatenate([self.gti_stop, other.gti_stop])
+        self.meta_rows.extend(dict(r) for r in other.meta_rows)
+        self.fov.update(other.fov)
+        self.obs_ids.extend(other.obs_ids)
+        return self
+
+    def __iadd__(self, other):
+        return self.merge(other)
+
+    # -- checkpoints --------------------------------------------------------------------
+    def state(self) -> Dict[str, Any]:
+        """Plain dict of numpy arrays and scalars (copies), for atomic checkpoints."""
+        return {
+            "version": STATE_VERSION,
+            "geometry": self.geometry,
+            "name": self.name,
+            "buffers": {k: (None if v is None else v.copy()) for k, v in self.buffers.items()},
+            "livetime": self.livetime,
+            "obs_ids": np.array(self.obs_ids, dtype=np.int64),
+            "gti_start": self.gti_start.copy(),
+            "gti_stop": self.gti_stop.copy(),
+            "meta_rows": [dict(r) for r in self.meta_rows],
+            "fov": {int(k): dict(v) for k, v in self.fov.items()},
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> "StackAccumulator":
+        """Rebuild from `state` (arrays are copied: inputs may be read-only views)."""
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"unsupported accumulator state version {state.get('version')}")
+        acc = cls(state["geometry"], name=state.get("name"))
+        acc.buffers = {k: (None if v is None else np.array(v)) for k, v in state["buffers"].items()}
+        acc.livetime = float(state["livetime"])
+        acc.obs_ids = [int(i) for i in state["obs_ids"]]
+        acc.gti_start = np.array(state["gti_start"], dtype=float)
+        acc.gti_stop = np.array(state["gti_stop"], dtype=float)
+        acc.meta_rows = [dict(r) for r in state["meta_rows"]]
+        acc.fov = {int(k): dict(v) for k, v in state["fov"].items()}
+        return acc
+
+    # -- finalisation -------------------------------------------------------------------
+    def final_arrays(self) -> Dict[str, Optional[np.ndarray]]:
+        """Finalised arrays in gammapy's dtypes (float32 maps, bool masks)."""
+        b = self.buffers
+        out = {
+            "counts": b["counts"].astype(np.float32),
+            "background": b["background"].astype(np.float32),
+            "mask_safe": b["mask_safe"].copy(),
+            "mask_fit": None if b["mask_fit"] is None else b["mask_fit"].copy(),
+            "exposure": None if b["exposure"] is None else b["exposure"].astype(np.float32),
+        }
+        for key in ("psf", "edisp"):
+            if b[key + "_weighted"] is None:
+                out[key] = out[key + "_exposure"] = None
+                continue
+            mean = exposure_weighted_mean(b[key + "_weighted"], b[key + "_exposure"])
+            out[key] = mean.astype(np.float32)
+            out[key + "_exposure"] = b[key + "_exposure"].astype(np.float32)
+        return out
+
+    def to_dataset(self, name: Optional[str] = None):
+        """Finalise into a `MapDataset` (gammapy-compatible)."""
+        from .map import MapDataset
+
+        return MapDataset._from_accumulator(self, name=name or self.name)
+
+    def __repr__(self) -> str:
+        return f"StackAccumulator(n_obs={len(self.obs_ids)}, shape={self.buffers['counts'].shape})"
+
+
+def _rows_from_table(table) -> List[Dict[str, Any]]:
+    """Split a (possibly hstacked) gammapy meta table into per-observation rows."""
+    rows: List[Dict[str, Any]] = []
+    n = int(np.size(table[table.colnames[0]].data)) if table.colnames else 0
+    for i in range(n):
+        row = {}
+        for name in table.colnames:
+            value = np.ravel(table[name].data)[i]
+            value = value.item() if hasattr(value, "item") else value
+            if isinstance(value, bytes):
+                value = value.decode()
+            unit = table[name].unit
+            row[name] = (value, "" if unit is None else unit.to_string())
+        rows.append(row)
+    return rows

@@ -1,0 +1,215 @@
+"""Model evaluation methods of `MapDataset`: npred, Cash statistic, residuals, simulated counts.
+
+`MapDatasetEvaluation` is a mixin of `MapDataset` (gammapy 2.1 ``MapDataset`` semantics):
+
+- ``npred_signal`` sums the `MapEvaluator` cutouts of every `SkyModel` into the dataset geometry;
+- ``npred_background`` is ``background * norm * (E / E_ref) ** -tilt`` per reconstructed-energy bin
+  (the dataset's `FoVBackgroundModel` evaluated at the bin centres);
+- ``npred = npred_signal + npred_background`` with negative values set to 0;
+- ``stat_sum`` is gammapy's ``cash_sum`` over ``mask_safe & mask_fit`` (no constant term, npred
+  truncated at 1e-25).
+
+Evaluators are created lazily, one per `SkyModel` object of ``dataset.models``, and rebuilt when the
+model objects change; they live on the dataset (see `evaluator` for what is cached and on which key).
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from ..maps import Map, MapAxis
+from ..stats import cash, cash_sum
+from .evaluator import MapEvaluator
+
+__all__ = ["MapDatasetEvaluation", "RESIDUAL_METHODS"]
+
+RESIDUAL_METHODS = ("diff", "diff/model", "diff/sqrt(model)")
+
+
+def _random_state(random_state: Any) -> np.random.RandomState:
+    """gammapy's ``get_random_state``: int seed, "random-seed", "global-rng" or a RandomState."""
+    if isinstance(random_state, (int, np.integer)):
+        return np.random.RandomState(int(random_state))
+    if isinstance(random_state, np.random.RandomState):
+        return random_state
+    if random_state == "random-seed":
+        return np.random.RandomState(None)
+    if random_state == "global-rng":
+        return np.random.mtrand._rand
+    raise ValueError(f"{random_state!r} cannot be used to seed a numpy.random.RandomState instance")
+
+
+class MapDatasetEvaluation:
+    """Mixin adding model evaluation to `MapDataset` (needs ``models``, ``counts``, ``background``,
+    ``exposure``, ``psf``, ``edisp``, ``mask``, ``_geom`` and ``background_model``)."""
+
+    # -- evaluators -------------------------------------------------------------------------
+    @property
+    def evaluators(self) -> dict[str, MapEvaluator]:
+        """One `MapEvaluator` per `SkyModel` of ``models``, by model name (kept in sync lazily)."""
+        from ..modeling.models import SkyModel
+
+        models = [m for m in (self.models or []) if isinstance(m, SkyModel)]
+        current = getattr(self, "_evaluators", None) or {}
+        if [id(e.model) for e in current.values()] != [id(m) for m in models] \
+                or list(current) != [m.name for m in models]:
+            kept = {id(e.model): e for e in current.values()}
+            current = {m.name: kept.get(id(m)) or MapEvaluator(m) for m in models}
+            self._evaluators = current
+        return current
+
+    # -- predictions ------------------------------------------------------------------------
+    def _background_factor_values(self) -> np.ndarray:
+        """FoV background model factor per reco-energy bin, ``(n_e, 1, 1)`` (ones without a model)."""
+        energy = self._geom.axes["energy"].center.to_value("TeV")
+        model = self.background_model
+        if model is None:
+            return np.ones((energy.size, 1, 1))
+        return np.asarray(model.evaluate_values(energy), dtype=float).reshape(-1, 1, 1)
+
+    def _npred_background_values(self) -> Optional[np.ndarray]:
+        """float64 background prediction (not cached: 1 multiply per bin, never stale)."""
+        if self.background is None:
+            return None
+        return np.asarray(self.background.data, dtype=float) * self._background_factor_values()
+
+    def npred_background(self):
+        """Predicted background counts: background times the FoV background model (float64 map)."""
+        data = self._npred_background_values()
+        if data is None:
+            return None
+        return Map.from_geom(self.background.geom, data=data, dtype=float)
+
+    def _signal_pieces(self, model_names=None) -> list[tuple[str, Optional[tuple]]]:
+        evaluators = self.evaluators
+        if model_names is not None:
+            if isinstance(model_names, str):
+                model_names = [model_names]
+            missing = [n for n in model_names if n not in evaluators]
+            if missing:
+                raise KeyError(f"No sky model(s) {missing} in dataset {self.name!r}; have {list(evaluators)}")
+            evaluators = {n: evaluators[n] for n in model_names}
+        if evaluators and self.exposure is None:
+            raise ValueError(f"Dataset {self.name!r} has no exposure: cannot evaluate sky models")
+        return [(name, ev.compute_npred(self)) for name, ev in evaluators.items()]
+
+    def _npred_signal_values(self, model_names=None) -> np.ndarray:
+        total = np.zeros(self._geom.data_shape)
+        for _, piece in self._signal_pieces(model_names):
+            if piece is not None:
+                slices, npred = piece
+                total[(Ellipsis,) + slices] += npred
+        return total
+
+    def npred_signal(self, model_names=None, stack: bool = True):
+        """Predicted signal counts of the sky models (float64 map on the counts geometry).
+
+        Parameters
+        ----------
+        model_names : str or list of str, optional
+            Sky models to include (default all).
+        stack : bool
+            Sum the models (default); with False, a map with an extra ``models`` axis (first data axis),
+            one plane per model, model names in ``meta["model_names"]``.
+        """
+        if stack:
+            return Map.from_geom(self._geom, data=self._npred_signal_values(model_names), dtype=float)
+        pieces = self._signal_pieces(model_names)
+        data = np.zeros((len(pieces),) + self._geom.data_shape)
+        for i, (_, piece) in enumerate(pieces):
+            if piece is not None:
+                data[(i, Ellipsis) + piece[0]] += piece[1]
+        axis = MapAxis.from_nodes(np.arange(len(pieces), dtype=float), name="models")
+        geom = self._geom.to_cube(list(self._geom.axes) + [axis])
+        return Map.from_geom(geom, data=data, dtype=float, meta={"model_names": [n for n, _ in pieces]})
+
+    def _npred_values(self) -> np.ndarray:
+        data = self._npred_signal_values()
+        bkg = self._npred_background_values()
+        if bkg is not None:
+            data += bkg
+        data[data < 0] = 0  # gammapy: negative predictions (negative amplitudes) count as 0
+        return data
+
+    def npred(self):
+        """Total predicted counts ``npred_signal + npred_background``, negative values set to 0."""
+        return Map.from_geom(self._geom, data=self._npred_values(), dtype=float)
+
+    # -- statistics -------------------------------------------------------------------------
+    def _mask_values(self) -> Optional[np.ndarray]:
+        mask = self.mask
+        return None if mask is None else np.asarray(mask.data, dtype=bool)
+
+    def stat_sum(self) -> float:
+        """Cash statistic summed over ``mask_safe & mask_fit`` (gammapy's ``cash_sum``, no constant term)."""
+        if self.counts is None:
+            raise ValueError(f"Dataset {self.name!r} has no counts: cannot compute the statistic")
+        npred = self._npred_values()
+        counts = self.counts.data
+        mask = self._mask_values()
+        if mask is not None:
+            counts, npred = counts[mask], npred[mask]
+        return cash_sum(counts, npred)
+
+    def stat_array(self) -> np.ndarray:
+        """Cash statistic per bin (all bins, mask not applied), as gammapy's ``stat_array``."""
+        return cash(np.asarray(self.counts.data, dtype=float), self._npred_values())
+
+    def residuals(self, method: str = "diff", **kwargs):
+        """Residual map: ``counts - npred`` (``diff``), divided by npred (``diff/model``) or by its
+        square root (``diff/sqrt(model)``); NaN outside the mask.
+
+        Parameters
+        ----------
+        method : {"diff", "diff/model", "diff/sqrt(model)"}
+        **kwargs
+            If given, counts and npred are smoothed first with ``Map.smooth`` (defaults ``width="0.1 deg"``,
+            ``kernel="gauss"``, ``mode="constant"``) and divided by the smoothed mask, as gammapy.
+        """
+        if method not in RESIDUAL_METHODS:
+            raise AttributeError(f"Invalid method: {method!r} for computing residuals; use one of {RESIDUAL_METHODS}")
+        npred = self._npred_values()
+        counts = np.asarray(self.counts.data, dtype=float)
+        mask = self._mask_values()
+        if mask is not None:
+            npred = npred * mask
+            counts = counts * mask
+        if kwargs:
+            kwargs.setdefault("mode", "constant")
+            kwargs.setdefault("width", "0.1 deg")
+            kwargs.setdefault("kernel", "gauss")
+            geom = self._geom
+            with np.errstate(invalid="ignore", divide="ignore"):
+                npred = np.asarray(Map.from_geom(geom, data=npred, dtype=float).smooth(**kwargs).data, float)
+                counts = np.asarray(Map.from_geom(geom, data=counts, dtype=float).smooth(**kwargs).data, float)
+                if mask is not None:
+                    smooth_mask = Map.from_geom(geom, data=mask.astype(float), dtype=float).smooth(**kwargs)
+                    npred = npred / smooth_mask.data
+                    counts = counts / smooth_mask.data
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if method == "diff":
+                res = counts - npred
+            elif method == "diff/model":
+                res = (counts - npred) / npred
+            else:
+                res = (counts - npred) / np.sqrt(npred)
+        if mask is not None:
+            res[~mask] = np.nan
+        return Map.from_geom(self._geom, data=res, dtype=float)
+
+    def fake(self, random_state: Any = "random-seed") -> None:
+        """Replace ``counts`` by a Poisson draw of ``npred()`` (gammapy ``fake``; NaN/inf drawn as 0).
+
+        Parameters
+        ----------
+        random_state : int, "random-seed", "global-rng" or `numpy.random.RandomState`
+        """
+        rng = _random_state(random_state)
+        data = np.nan_to_num(self._npred_values(), copy=True, nan=0.0, posinf=0.0, neginf=0.0)
+        counts = rng.poisson(data).astype(float)
+        self.counts = Map.from_geom(self._geom, data=counts, dtype=float)
+
+    def reset_evaluators(self) -> None:
+        """Drop evaluators and caches (needed only after editing exposure/PSF/EDisp/mask data in place)."""
+        self._evaluators = {}
