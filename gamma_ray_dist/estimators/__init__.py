@@ -1,0 +1,21 @@
+"""Estimators: flux points (`FluxPointsEstimator`, `FluxPoints`) and their per-bin pure functions."""
+from .flux_point import (
+    FluxPointJob,
+    FluxPointOptions,
+    NormTemplate,
+    estimate_flux_point,
+    estimate_flux_point_templates,
+    norm_templates,
+    run_flux_point_job,
+    slice_templates,
+    snap_energy_bin,
+)
+from .points import FluxPoints
+from .reference import ScaleSpectralModel, TabulatedSpectralModel
+from .sed import FluxPointsEstimator
+
+__all__ = [
+    "FluxPointsEstimator", "FluxPoints", "FluxPointOptions", "FluxPointJob", "NormTemplate",
+    "estimate_flux_point", "estimate_flux_point_templates", "norm_templates", "slice_templates",
+    "run_flux_point_job", "snap_energy_bin", "ScaleSpectralModel", "TabulatedSpectralModel",
+]
