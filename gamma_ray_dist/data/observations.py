@@ -383,3 +383,9 @@ class Observations(collections.abc.MutableSequence):
     def ids(self) -> list[str]:
         """Observation ids as strings (as gammapy)."""
         return [str(obs.obs_id) for obs in self]
+
+
+# Plot methods (matplotlib is imported only when a plot is drawn).
+from ..visualization import install_plot_methods  # noqa: E402
+
+install_plot_methods("data")

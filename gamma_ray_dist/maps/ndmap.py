@@ -480,3 +480,9 @@ class WcsNDMap(Map):
     def __repr__(self) -> str:
         return (f"WcsNDMap(geom={self._geom!r}, unit={self._unit.to_string()!r}, dtype={self._data.dtype}, "
                 f"shape={self._data.shape})")
+
+
+# Plot methods (matplotlib is imported only when a plot is drawn).
+from ..visualization import install_plot_methods  # noqa: E402
+
+install_plot_methods("maps")

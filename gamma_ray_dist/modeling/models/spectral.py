@@ -356,3 +356,9 @@ class ExpCutoffPowerLawSpectralModel(SpectralModel):
         with np.errstate(all="ignore"):
             e_peak = np.power((2 - v["index"]) / v["alpha"], 1 / v["alpha"]) / v["lambda_"]
         return (e_peak if np.isfinite(e_peak) and e_peak > 0 else np.nan) * u.TeV
+
+
+# Plot methods (matplotlib is imported only when a plot is drawn).
+from ...visualization import install_plot_methods  # noqa: E402
+
+install_plot_methods("modeling")
