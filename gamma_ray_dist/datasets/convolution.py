@@ -44,7 +44,8 @@ def convolve_same(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     kernel = _check_kernel(kernel)
     image = np.asarray(image, dtype=float)
     if image.ndim == 2:
-        image = image[np.newaxis]
+        # explicit broadcast: "same" mode crops to the first input's shape, energy axis included
+        image = np.broadcast_to(image, (kernel.shape[0],) + image.shape)
     elif image.shape[0] != kernel.shape[0]:
         raise ValueError(f"image has {image.shape[0]} energy planes, kernel {kernel.shape[0]}")
     return fftconvolve(image, kernel, mode="same", axes=(-2, -1))

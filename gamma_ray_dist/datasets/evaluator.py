@@ -51,6 +51,7 @@ from ..modeling.models.pixel_integration import (
 from ..modeling.models.spatial import PointSpatialModel
 from .convolution import apply_edisp_values, convolve_points_same, convolve_same
 from .irf_maps import overlap_fraction
+from .psf_kernel_maker import PSFKernelMaker
 
 __all__ = [
     "MapEvaluator",
@@ -71,8 +72,10 @@ _CM2_PER_M2 = 1e4
 @lru_cache(maxsize=8)
 def _rotation(frame_from: str, frame_to: str) -> np.ndarray:
     """Rotation matrix between two celestial frames (ICRS <-> Galactic is a fixed rotation)."""
-    basis = SkyCoord(x=[1.0, 0.0, 0.0], y=[0.0, 1.0, 0.0], z=[0.0, 0.0, 1.0], frame=frame_from,
-                     representation_type="cartesian")
+    from astropy.coordinates import CartesianRepresentation
+
+    basis = SkyCoord(CartesianRepresentation(x=[1.0, 0.0, 0.0], y=[0.0, 1.0, 0.0], z=[0.0, 0.0, 1.0]),
+                     frame=frame_from)
     xyz = basis.transform_to(frame_to).cartesian.xyz.value  # columns: images of the basis vectors
     return np.asarray(xyz, dtype=float)
 
@@ -172,6 +175,11 @@ def extended_source_fraction(spatial_model, geom, geom_frame: str) -> np.ndarray
 
 
 # --- evaluator -----------------------------------------------------------------------------------
+def _deg(par) -> float:
+    """Parameter value in degrees (no Quantity on the hot path when already in deg)."""
+    return float(par.value) if par.unit is u.deg or par.unit == u.deg else float(par.quantity.to_value(u.deg))
+
+
 @dataclass(frozen=True)
 class EvaluationSetup:
     """Everything of one model evaluation that depends on the anchor position, not on parameters.
@@ -206,6 +214,7 @@ class EvaluationSetup:
     exposure: Optional[np.ndarray] = None
     psf_kernel: Optional[np.ndarray] = None
     edisp: Optional[np.ndarray] = None
+    energy_true_edges: Optional[np.ndarray] = None
 
 
 def _dataset_token(dataset) -> tuple:
@@ -248,6 +257,7 @@ class MapEvaluator:
         self._spatial_cache: tuple = (None, None)
         self._spectral_cache: tuple = (None, None)
         self._npred_cache: tuple = (None, None)
+        self._kernel_maker: Optional[tuple] = None  # (dataset token, PSFKernelMaker)
         self.n_updates = 0  # number of setups computed (diagnostics, tests)
 
     # -- parameters -------------------------------------------------------------------------
@@ -257,11 +267,11 @@ class MapEvaluator:
 
     def _position(self) -> tuple[float, float]:
         sm = self.model.spatial_model
-        return float(sm.lon_0.quantity.to_value("deg")), float(sm.lat_0.quantity.to_value("deg"))
+        return _deg(sm.lon_0), _deg(sm.lat_0)
 
     def _radius(self) -> float:
         radius = self.model.spatial_model.evaluation_radius
-        return 0.0 if radius is None else float(u.Quantity(radius, "deg").value)
+        return 0.0 if radius is None else float(u.Quantity(radius, u.deg).value)
 
     def needs_update(self, dataset) -> bool:
         """True when there is no setup, the dataset maps changed or the source left the anchor region."""
@@ -302,8 +312,10 @@ class MapEvaluator:
         kernel = None
         psf_width = 0.0
         if psf is not None:
-            kernel_map = psf.get_psf_kernel(geom, position=position, containment=PSF_CONTAINMENT)
-            kernel = np.asarray(kernel_map.data, dtype=float)
+            if self._kernel_maker is None or self._kernel_maker[0] != token:
+                self._kernel_maker = (token, PSFKernelMaker(psf, geom))
+            plon, plat = transform_lonlat(glon, glat, geom_frame, psf.psf_map.geom.frame)
+            kernel = self._kernel_maker[1].kernel(float(plon), float(plat), containment=PSF_CONTAINMENT)
             psf_width = kernel.shape[-1] * pix
         contributes = _mask_has_overlap(mask_image, geom, position, 2 * radius + CUTOUT_MARGIN_DEG + psf_width)
         if not contributes:
@@ -328,7 +340,8 @@ class MapEvaluator:
             true_edges = geom.axes["energy_true"].edges.to_value("TeV")
             edisp = overlap_fraction(reco_axis.edges.to_value("TeV"), true_edges)
         self.setup = EvaluationSetup((lon, lat), radius, True, token, slices=slices, geom=cut,
-                                     exposure=exposure, psf_kernel=kernel, edisp=edisp)
+                                     exposure=exposure, psf_kernel=kernel, edisp=edisp,
+                                     energy_true_edges=geom.axes["energy_true"].edges.to_value("TeV"))
         return self.setup
 
     # -- pieces -----------------------------------------------------------------------------
@@ -381,13 +394,12 @@ class MapEvaluator:
             setup = self.update(dataset)
         if not setup.contributes:
             return None
-        geom = dataset.exposure.geom
-        template = self._spatial_template(setup, geom.frame)
+        template = self._spatial_template(setup, setup.geom.frame)
         spectral_key = tuple(self.model.spectral_model.parameters.value)
         key = (self._spatial_cache[0], spectral_key)
         if self._npred_cache[0] == key:
             return setup.slices, self._npred_cache[1]
-        flux = self._spectral_flux(geom.axes["energy_true"].edges.to_value("TeV"))
+        flux = self._spectral_flux(setup.energy_true_edges)
         # edisp and spectrum folded first: (n_true, n_reco) weights on the template planes
         npred = apply_edisp_values(template, flux[:, None] * setup.edisp)
         self._npred_cache = (key, npred)
@@ -396,6 +408,7 @@ class MapEvaluator:
     def reset(self) -> None:
         """Forget the setup and all caches (e.g. after editing dataset maps in place)."""
         self.setup = None
+        self._kernel_maker = None
         self._spatial_cache = (None, None)
         self._spectral_cache = (None, None)
         self._npred_cache = (None, None)

@@ -8,7 +8,7 @@ Mirrors gammapy 2.1's ``MapDataset`` for what the seed workflow uses: ``create``
 from __future__ import annotations
 
 import copy
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 from astropy import units as u

@@ -19,7 +19,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ..maps import Map, MapAxis
-from ..stats import cash, cash_sum
+from ..stats import _LOG_TRUNCATION_SUM, TRUNCATION_VALUE, cash
 from .evaluator import MapEvaluator
 
 __all__ = ["MapDatasetEvaluation", "RESIDUAL_METHODS"]
@@ -38,6 +38,29 @@ def _random_state(random_state: Any) -> np.random.RandomState:
     if random_state == "global-rng":
         return np.random.mtrand._rand
     raise ValueError(f"{random_state!r} cannot be used to seed a numpy.random.RandomState instance")
+
+
+def cash_sum_sparse(counts: np.ndarray, npred: np.ndarray, mask: Optional[np.ndarray] = None) -> float:
+    """`stats.cash_sum` over ``mask`` exploiting that most bins have no counts.
+
+    Same definition as gammapy's compiled ``cash_sum``: ``2 * sum(mu - n log mu)`` with ``mu`` replaced
+    by 1e-25 where ``mu <= 1e-25`` (or NaN); the log is only taken in bins with counts (a few percent of
+    a 3D map), which makes it ~5x faster than the dense version. Equal to `stats.cash_sum` to rounding.
+    """
+    counts = np.asarray(counts).ravel()
+    npred = np.asarray(npred, dtype=float).ravel()
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool).ravel()
+        if not mask.all():
+            counts, npred = counts[mask], npred[mask]
+    above = npred > TRUNCATION_VALUE
+    total = float(np.sum(np.where(above, npred, TRUNCATION_VALUE)))
+    nz = np.flatnonzero(counts)
+    n = counts[nz].astype(float)
+    mu = npred[nz]
+    ok = above[nz]
+    logs = np.where(ok, np.log(np.where(ok, mu, 1.0)), _LOG_TRUNCATION_SUM)
+    return 2 * (total - float(np.dot(n, logs)))
 
 
 class MapDatasetEvaluation:
@@ -61,12 +84,25 @@ class MapDatasetEvaluation:
 
     # -- predictions ------------------------------------------------------------------------
     def _background_factor_values(self) -> np.ndarray:
-        """FoV background model factor per reco-energy bin, ``(n_e, 1, 1)`` (ones without a model)."""
-        energy = self._geom.axes["energy"].center.to_value("TeV")
+        """FoV background model factor per reco-energy bin, ``(n_e, 1, 1)`` (ones without a model).
+
+        Cached on (energy axis, model parameter values): the model is only re-evaluated when a
+        parameter changes.
+        """
+        axis = self._geom.axes["energy"]
         model = self.background_model
+        key = (id(axis), None if model is None else (id(model), tuple(model.parameters.value)))
+        cache = getattr(self, "_background_factor_cache", (None, None))
+        if cache[0] == key:
+            return cache[1]
+        energy = axis.center.to_value("TeV")
         if model is None:
-            return np.ones((energy.size, 1, 1))
-        return np.asarray(model.evaluate_values(energy), dtype=float).reshape(-1, 1, 1)
+            values = np.ones((energy.size, 1, 1))
+        else:
+            values = np.asarray(model.evaluate_values(energy), dtype=float).reshape(-1, 1, 1)
+        values.setflags(write=False)
+        self._background_factor_cache = (key, values)
+        return values
 
     def _npred_background_values(self) -> Optional[np.ndarray]:
         """float64 background prediction (not cached: 1 multiply per bin, never stale)."""
@@ -121,15 +157,19 @@ class MapDatasetEvaluation:
             if piece is not None:
                 data[(i, Ellipsis) + piece[0]] += piece[1]
         axis = MapAxis.from_nodes(np.arange(len(pieces), dtype=float), name="models")
-        geom = self._geom.to_cube(list(self._geom.axes) + [axis])
+        geom = self._geom.to_image().to_cube(list(self._geom.axes) + [axis])
         return Map.from_geom(geom, data=data, dtype=float, meta={"model_names": [n for n, _ in pieces]})
 
     def _npred_values(self) -> np.ndarray:
-        data = self._npred_signal_values()
         bkg = self._npred_background_values()
-        if bkg is not None:
-            data += bkg
-        data[data < 0] = 0  # gammapy: negative predictions (negative amplitudes) count as 0
+        if bkg is None:
+            data = self._npred_signal_values()
+        else:
+            data = bkg  # a fresh array: add the signal cutouts in place
+            for _, piece in self._signal_pieces():
+                if piece is not None:
+                    data[(Ellipsis,) + piece[0]] += piece[1]
+        np.maximum(data, 0, out=data)  # gammapy: negative predictions count as 0 (NaN kept)
         return data
 
     def npred(self):
@@ -138,6 +178,8 @@ class MapDatasetEvaluation:
 
     # -- statistics -------------------------------------------------------------------------
     def _mask_values(self) -> Optional[np.ndarray]:
+        if self.mask_fit is None:  # avoid building a combined Map on the hot path
+            return None if self.mask_safe is None else np.asarray(self.mask_safe.data, dtype=bool)
         mask = self.mask
         return None if mask is None else np.asarray(mask.data, dtype=bool)
 
@@ -145,12 +187,7 @@ class MapDatasetEvaluation:
         """Cash statistic summed over ``mask_safe & mask_fit`` (gammapy's ``cash_sum``, no constant term)."""
         if self.counts is None:
             raise ValueError(f"Dataset {self.name!r} has no counts: cannot compute the statistic")
-        npred = self._npred_values()
-        counts = self.counts.data
-        mask = self._mask_values()
-        if mask is not None:
-            counts, npred = counts[mask], npred[mask]
-        return cash_sum(counts, npred)
+        return cash_sum_sparse(self.counts.data, self._npred_values(), self._mask_values())
 
     def stat_array(self) -> np.ndarray:
         """Cash statistic per bin (all bins, mask not applied), as gammapy's ``stat_array``."""
