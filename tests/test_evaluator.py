@@ -193,6 +193,26 @@ def test_caches_follow_parameter_values(base):
     np.testing.assert_allclose(ds.npred_background().data, 1.1 * base.background.data, rtol=1e-6)
 
 
+def test_caches_follow_wrapped_and_replaced_models(base):
+    """A scale model's cache must follow the wrapped model's values, and a replaced model must invalidate."""
+    from gamma_ray_dist.estimators.reference import ScaleSpectralModel
+
+    ds = _seed(base)
+    sky = ds.models["crab"]
+    inner = sky.spectral_model
+    sky.spectral_model = ScaleSpectralModel(inner, norm=1.0)
+    before = ds.npred_signal().data.copy()
+    inner.index.value = 2.3  # only the wrapped model changes; the scale model's own norm does not
+    after = ds.npred_signal().data.copy()
+    reference = _seed(base)
+    reference.models["crab"].spectral_model.index.value = 2.3
+    np.testing.assert_allclose(after, reference.npred_signal().data, rtol=1e-12)
+    assert not np.allclose(before, after)
+    # replacing the spectral model by a different object with the same parameter values but another shape
+    sky.spectral_model = om.LogParabolaSpectralModel(alpha=2.3, beta=0.5, amplitude=4.7e-11 * DNDE)
+    assert not np.allclose(ds.npred_signal().data, after)
+
+
 def test_source_outside_map_gives_finite_stat(base):
     ds = _seed(base)
     model = ds.models["crab"]

@@ -347,7 +347,7 @@ class MapEvaluator:
     # -- pieces -----------------------------------------------------------------------------
     def _spatial_template(self, setup: EvaluationSetup, geom_frame: str) -> np.ndarray:
         """PSF-convolved spatial fraction times exposure, (n_true, ny, nx), cached on spatial values."""
-        key = (self.n_updates, tuple(self.model.spatial_model.parameters.value))
+        key = (self.n_updates, self.model.spatial_model.cache_key())
         if self._spatial_cache[0] == key:
             return self._spatial_cache[1]
         sm = self.model.spatial_model
@@ -371,7 +371,7 @@ class MapEvaluator:
 
     def _spectral_flux(self, energy_true_edges: np.ndarray) -> np.ndarray:
         """Integral flux per true-energy bin (cm-2 s-1), cached on spectral values."""
-        key = tuple(self.model.spectral_model.parameters.value)
+        key = self.model.spectral_model.cache_key()
         if self._spectral_cache[0] == key:
             return self._spectral_cache[1]
         flux = np.asarray(self.model.spectral_model.integral_values(energy_true_edges[:-1], energy_true_edges[1:]),
@@ -395,7 +395,7 @@ class MapEvaluator:
         if not setup.contributes:
             return None
         template = self._spatial_template(setup, setup.geom.frame)
-        spectral_key = tuple(self.model.spectral_model.parameters.value)
+        spectral_key = self.model.spectral_model.cache_key()
         key = (self._spatial_cache[0], spectral_key)
         if self._npred_cache[0] == key:
             return setup.slices, self._npred_cache[1]

@@ -504,3 +504,9 @@ def _to_native(m) -> None:
 def _window(bounds):
     (y0, y1), (x0, x1) = bounds
     return Ellipsis, slice(y0, y1), slice(x0, x1)
+
+
+# Plot methods (matplotlib is imported only when a plot is drawn).
+from ..visualization import install_plot_methods  # noqa: E402
+
+install_plot_methods("datasets")

@@ -91,7 +91,7 @@ class MapDatasetEvaluation:
         """
         axis = self._geom.axes["energy"]
         model = self.background_model
-        key = (id(axis), None if model is None else (id(model), tuple(model.parameters.value)))
+        key = (id(axis), None if model is None else (id(model), model.spectral_model.cache_key()))
         cache = getattr(self, "_background_factor_cache", (None, None))
         if cache[0] == key:
             return cache[1]

@@ -39,6 +39,10 @@ class ScaleSpectralModel(SpectralModel):
     def _output_unit(self):  # type: ignore[override]
         return self.model._output_unit
 
+    def cache_key(self) -> tuple:
+        # The wrapped model's parameters are not ours, but evaluations depend on them.
+        return super().cache_key() + (self.model.cache_key(),)
+
     def evaluate_values(self, energy_tev: Any) -> np.ndarray:
         return self.norm.value * self.model.evaluate_values(energy_tev)
 

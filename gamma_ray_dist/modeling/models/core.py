@@ -93,6 +93,15 @@ class ModelBase:
     def parameters_unique_names(self) -> list[str]:
         return self.parameters.unique_parameters.names
 
+    def cache_key(self) -> tuple:
+        """Everything an evaluation of this model depends on, for caches keyed on values.
+
+        The object identity is part of the key, so replacing a model by another one (even with equal
+        values) invalidates; models that wrap other models extend the key with the wrapped model's.
+        """
+        return (id(self), getattr(self, "frame", None),
+                tuple((getattr(self, n).value, str(getattr(self, n).unit)) for n in self._parameter_names))
+
     def parameter_values(self) -> dict[str, float]:
         """``{name: value}`` in each parameter's own unit (hot-path helper)."""
         return {name: getattr(self, name).value for name in self._parameter_names}
