@@ -4,9 +4,9 @@
 counts: clear messages, no crash, ``success`` false with a reason where the fit cannot work."
 
 All cases start from the seed's stacked Crab dataset (gammapy-written reference file) and the seed
-model. Where our current behaviour falls short of the requirement the test is ``xfail(strict=True)``
-with the defect in its reason (the library owner removes the marker with the fix); the sound part of
-the behaviour is asserted in a separate, passing test.
+model. The "does not crash" tests assert the robust part of the behaviour, the "reason names ..." tests
+the clear outcome (formerly strict xfails, now fixed: `Fit` prechecks the datasets' fit masks and counts
+and the sky models' coverage before MIGRAD; flux-point rows without data keep the requested edges).
 
 gammapy 2.1, for comparison (measured): (a) warns "Value 2.702 is outside bounds [nan, 2.5]", clips the
 value and fits (success True); (b) "Optimization failed." with the stat of a background-only fit;
@@ -52,8 +52,8 @@ def _free_values(ds):
 
 # --- (a) a free parameter outside its bounds -------------------------------------------------------
 @pytest.mark.parametrize("par_name, bound, expected", [
-    ("index", dict(max=2.5), "index=2.702 not in [nan, 2.5]"),
-    ("amplitude", dict(min=5e-11), "amplitude=4.712e-11 not in [5e-11, nan]"),
+    ("index", dict(max=2.5), "crab.spectral.index=2.702 not in [-inf, 2.5]"),
+    ("amplitude", dict(min=5e-11), "crab.spectral.amplitude=4.712e-11 not in [5e-11, inf]"),
 ])
 def test_parameter_outside_bounds_is_refused_with_its_name(dataset, par_name, bound, expected):
     par = dataset.models["crab"].spectral_model.parameters[par_name]
@@ -112,16 +112,39 @@ def test_source_outside_map_does_not_crash(outside_dataset, reference_dir):
     assert ds.models["crab"].spectral_model.amplitude.value == pytest.approx(SEED["amplitude"], rel=1e-3)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "gamma_ray_dist/modeling/fit.py Fit.optimize/_precheck: a sky model that predicts zero counts in every "
-    "dataset (here 'crab', a point source ~6 deg outside the map) is not detected; MIGRAD runs ~340 "
-    "evaluations and the result only says 'Optimization failed.'. It should return success=False (nfev=0, "
-    "or after fitting the other parameters) with a reason naming the model, e.g. \"model 'crab' predicts "
-    "no counts in dataset 'crab-stacked' (outside the map): its parameters are unconstrained\"."))
 def test_source_outside_map_reason_names_the_source(outside_dataset):
     result = Fit().run([outside_dataset])
     assert not result.success
     assert "crab" in result.message and "crab-stacked" in result.message
+    assert "model 'crab' predicts no counts in dataset 'crab-stacked' (is it outside the map?)" in result.message
+    # its parameters were kept fixed (not wandered), the background norm was fitted
+    assert result.optimize_result.unconstrained == [
+        "crab.spectral.index", "crab.spectral.amplitude", "crab.spatial.lon_0", "crab.spatial.lat_0"]
+    assert "unconstrained" in result.covariance_result.message
+    crab = outside_dataset.models["crab"]
+    assert [crab.spectral_model.index.value, crab.spatial_model.lon_0.value] == [SEED["index"], OUTSIDE["lon_0"]]
+    assert not any(p.frozen for p in crab.parameters if p.name in ("index", "amplitude", "lon_0", "lat_0"))
+    assert result.nfev > 0
+
+
+def test_source_outside_map_alone_is_refused_before_migrad(outside_dataset):
+    outside_dataset.models["crab-stacked-bkg"].spectral_model.norm.frozen = True
+    before = _free_values(outside_dataset)
+    result = Fit().run([outside_dataset])
+    assert not result.success and result.nfev == 0
+    assert "model 'crab' predicts no counts in dataset 'crab-stacked'" in result.message
+    assert _free_values(outside_dataset) == before
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # MIGRAD's first steps from amplitude 0 try extreme indices
+def test_zero_amplitude_source_in_the_map_is_fitted(dataset):
+    # no predicted counts at the start because the amplitude is 0, not because of the position
+    dataset.models["crab"].spectral_model.amplitude.value = 0.0
+    assert float(np.sum(dataset.npred_signal().data)) == 0.0
+    result = Fit().run([dataset])
+    assert result.success, result.message
+    assert result.nfev > 0
+    assert dataset.models["crab"].spectral_model.amplitude.value > 1e-11
 
 
 # --- (c) a dataset with no counts ---------------------------------------------------------------
@@ -139,19 +162,14 @@ def test_dataset_without_counts_does_not_crash(empty_dataset):
     assert np.isfinite(result.total_stat)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "gamma_ray_dist/modeling/fit.py Fit.optimize/_precheck: a dataset whose counts are all zero inside its "
-    "mask is fitted anyway; MIGRAD drives the background norm and the amplitude negative (norm ~ -1.3, "
-    "index ~ -4.5) where the Cash truncation makes the statistic ~1e-20, ~500 evaluations, message "
-    "'Optimization failed. Estimated distance to minimum too large.' and the negative values are left in "
-    "the models. It should refuse before MIGRAD (success=False, nfev=0, models untouched) with a reason "
-    "naming the dataset, e.g. \"dataset 'crab-stacked' has no counts in its fit mask\"."))
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_dataset_without_counts_reason_names_the_dataset(empty_dataset):
     before = _free_values(empty_dataset)
     result = Fit().run([empty_dataset])
     assert not result.success
     assert NAME in result.message and "counts" in result.message
+    assert result.message == "dataset 'crab-stacked' has no counts in its fit mask (mask_safe & mask_fit)"
+    assert result.nfev == 0
     assert _free_values(empty_dataset) == before
 
 
@@ -173,18 +191,15 @@ def test_fully_masked_dataset_does_not_crash(dataset, which):
     assert _free_values(ds) == pytest.approx(before)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "gamma_ray_dist/modeling/fit.py Fit.optimize/_precheck: a dataset whose mask (mask_safe & mask_fit) "
-    "excludes every bin is not detected; the statistic is identically 0, MIGRAD runs ~400 evaluations and "
-    "returns 'Optimization failed. Estimated distance to minimum too large.'. It should return "
-    "success=False before MIGRAD (nfev=0) with a reason naming the dataset, e.g. \"dataset 'crab-stacked': "
-    "mask_safe/mask_fit exclude every bin\"."))
 @pytest.mark.parametrize("which", ["mask_safe", "mask_fit"])
 def test_fully_masked_dataset_reason_names_the_dataset(dataset, which):
+    before = _free_values(dataset)
     result = Fit().run([_mask_everything(dataset, which)])
     assert not result.success
     assert NAME in result.message and "mask" in result.message
+    assert result.message == "dataset 'crab-stacked': mask_safe & mask_fit exclude every bin"
     assert result.nfev == 0
+    assert _free_values(dataset) == before
 
 
 # --- (e) flux points with an energy bin outside the dataset's energy range -----------------------
@@ -240,19 +255,17 @@ def test_flux_points_outside_energy_range_give_nan_rows(seed_best_fit_dataset, g
     assert np.all(fp.counts[1:] == 0)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "gamma_ray_dist/estimators/flux_point.py slice_templates (fast path) and _bin_datasets "
-    "(reoptimize=True) return e_min = e_max = NaN when no dataset covers the requested bin, and "
-    "estimate_flux_point_templates/estimate_flux_point put them in the row: energy_min/energy_max/"
-    "energy_ref of the NaN rows are NaN, so the user cannot tell which bin is missing (and dnde_ref etc. "
-    "are NaN too). gammapy keeps the requested edges (10-20, 20-50 TeV) in the NaN rows; the row should "
-    "fall back to the requested energy_min/energy_max when nothing snaps."))
 @pytest.mark.parametrize("reoptimize", [False, True])
 def test_flux_points_outside_energy_range_keep_requested_edges(seed_best_fit_dataset, gp_points, reoptimize):
     fp = FluxPointsEstimator(energy_edges=EDGES, source="crab", reoptimize=reoptimize).run(seed_best_fit_dataset)
     np.testing.assert_allclose(fp.energy_min.to_value("TeV"), gp_points.energy_min.to_value("TeV"), rtol=1e-9)
     np.testing.assert_allclose(fp.energy_max.to_value("TeV"), gp_points.energy_max.to_value("TeV"), rtol=1e-9)
     np.testing.assert_allclose(fp.energy_ref.to_value("TeV"), gp_points.energy_ref.to_value("TeV"), rtol=1e-9)
+    # the NaN rows keep the requested edges (10-20, 20-50 TeV) and finite reference fluxes
+    np.testing.assert_allclose(fp.energy_min.to_value("TeV"), EDGES[:-1].to_value("TeV"), rtol=1e-9)
+    np.testing.assert_allclose(fp.energy_max.to_value("TeV"), EDGES[1:].to_value("TeV"), rtol=1e-9)
+    assert np.all(np.isfinite(fp.dnde_ref.value))
+    assert not np.any(fp.success[1:]) and np.all(fp.counts[1:] == 0)
 
 
 def test_flux_points_entirely_outside_energy_range(seed_best_fit_dataset):

@@ -1,7 +1,8 @@
 """Dataset base class and the `Datasets` list that `Fit` works on.
 
 A dataset only has to provide ``stat_sum()`` (a float, -2 log L up to a constant) for the current values
-of the parameters of its ``models``; `Fit` never looks inside. Concrete datasets (MapDataset, test
+of the parameters of its ``models``; `Fit` never looks inside, except through the optional hooks
+``fit_precheck()`` and ``model_coverage()`` (checks before MIGRAD; the base implementations check nothing). Concrete datasets (MapDataset, test
 datasets) subclass `Dataset`.
 """
 from __future__ import annotations
@@ -55,6 +56,23 @@ class Dataset(abc.ABC):
     @abc.abstractmethod
     def stat_sum(self) -> float:
         """Total fit statistic for the current model parameters."""
+
+    def fit_precheck(self) -> list[str]:
+        """Problems that make a fit of this dataset meaningless (e.g. an empty fit mask, no counts).
+
+        Optional hook used by `Fit` before MIGRAD: each string is a complete reason naming the dataset.
+        The base implementation checks nothing (datasets that do not override it are not prechecked).
+        """
+        return []
+
+    def model_coverage(self) -> dict[str, float] | None:
+        """How much each sky model of this dataset *can* predict inside the fit mask, by model name.
+
+        Optional hook used by `Fit`: the value must not depend on the spectral parameters (0 means the
+        model predicts no counts in the fit mask whatever its amplitude, e.g. a source outside the map).
+        None (the base implementation) or a missing name means "unknown": the model is not flagged.
+        """
+        return None
 
     def copy(self, name: str | None = None) -> "Dataset":
         """Deep copy (models included), optionally renamed."""

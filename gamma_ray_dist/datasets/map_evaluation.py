@@ -189,6 +189,45 @@ class MapDatasetEvaluation:
             raise ValueError(f"Dataset {self.name!r} has no counts: cannot compute the statistic")
         return cash_sum_sparse(self.counts.data, self._npred_values(), self._mask_values())
 
+    # -- fit prechecks (hooks of `Dataset`, used by `Fit` before MIGRAD) --------------------------
+    def fit_precheck(self) -> list[str]:
+        """Problems making a fit meaningless: no counts, a mask excluding every bin, no counts in the mask."""
+        if self.counts is None:
+            return [f"dataset {self.name!r} has no counts"]
+        mask = self._mask_values()
+        if mask is not None and not mask.any():
+            return [f"dataset {self.name!r}: mask_safe & mask_fit exclude every bin"]
+        counts = np.asarray(self.counts.data)
+        if not np.any((counts if mask is None else counts[mask]) > 0):
+            return [f"dataset {self.name!r} has no counts in its fit mask (mask_safe & mask_fit)"]
+        return []
+
+    def model_coverage(self) -> dict[str, float]:
+        """Per sky model: predicted counts inside ``mask_safe & mask_fit`` for a flux of 1 cm-2 s-1 in
+        every true-energy bin (PSF, exposure and EDisp applied; independent of the spectral parameters).
+
+        0 means the model cannot predict any count in the fit mask at its current position/shape
+        (e.g. a source outside the map). Models that cannot be evaluated here are left out.
+        """
+        from .convolution import apply_edisp_values
+
+        if self.exposure is None:
+            return {}
+        mask = self._mask_values()
+        out = {}
+        for name, ev in self.evaluators.items():
+            if ev.model.spatial_model is None:
+                continue
+            setup = ev.update(self) if ev.needs_update(self) else ev.setup
+            if not setup.contributes:
+                out[name] = 0.0
+                continue
+            unit_npred = apply_edisp_values(ev._spatial_template(setup, setup.geom.frame), setup.edisp)
+            if mask is not None:
+                unit_npred = unit_npred * mask[(Ellipsis,) + setup.slices]
+            out[name] = float(np.nansum(unit_npred))
+        return out
+
     def stat_array(self) -> np.ndarray:
         """Cash statistic per bin (all bins, mask not applied), as gammapy's ``stat_array``."""
         return cash(np.asarray(self.counts.data, dtype=float), self._npred_values())

@@ -93,7 +93,8 @@ class FluxPointOptions:
     covariance_opts: dict | None = None
 
     def make_fit(self) -> Fit:
-        return Fit(optimize_opts=self.optimize_opts, covariance_opts=self.covariance_opts)
+        # no dataset/model precheck: a bin without counts is a legitimate measurement (upper limit)
+        return Fit(optimize_opts=self.optimize_opts, covariance_opts=self.covariance_opts, precheck=False)
 
 
 @dataclass
@@ -188,7 +189,11 @@ def norm_templates(datasets: Any, source: Any) -> list[dict]:
 
 
 def slice_templates(full: list[dict], energy_min: float, energy_max: float) -> tuple[list[NormTemplate], float, float]:
-    """Restrict full-cube templates to a requested bin; returns (templates, e_min, e_max) snapped."""
+    """Restrict full-cube templates to a requested bin; returns (templates, e_min, e_max) snapped.
+
+    When no dataset bin snaps into the requested one, ``([], energy_min, energy_max)``: the (NaN) row
+    keeps the requested edges, as in gammapy.
+    """
     templates, e_lo, e_hi = [], [], []
     for t in full:
         idx = snap_energy_bin(t["edges"], energy_min, energy_max)
@@ -201,7 +206,7 @@ def slice_templates(full: list[dict], energy_min: float, energy_max: float) -> t
         e_lo.append(t["edges"][i0])
         e_hi.append(t["edges"][i1])
     if not templates:
-        return [], np.nan, np.nan
+        return [], float(energy_min), float(energy_max)
     return templates, float(min(e_lo)), float(max(e_hi))
 
 
@@ -363,7 +368,11 @@ def estimate_flux_point_templates(templates: Sequence[NormTemplate], energy_min:
 
 
 def _bin_datasets(datasets: Datasets, source: Any, energy_min: float, energy_max: float, norm: Parameter):
-    """Shallow copies restricted to the bin by ``mask_fit``, the source spectrum norm-scaled."""
+    """Shallow copies restricted to the bin by ``mask_fit``, the source spectrum norm-scaled.
+
+    Returns ``(datasets, e_min, e_max, (scale_model, source name))`` with the snapped edges, or
+    ``(None, energy_min, energy_max, None)`` (the requested edges) when no dataset bin snaps into it.
+    """
     from ..maps import Map
 
     out, e_lo, e_hi = [], [], []
@@ -382,7 +391,7 @@ def _bin_datasets(datasets: Datasets, source: Any, energy_min: float, energy_max
         e_lo.append(edges[idx[0]])
         e_hi.append(edges[idx[1]])
     if not out:
-        return None, np.nan, np.nan, None
+        return None, float(energy_min), float(energy_max), None
     models = datasets.models.copy()
     src = _source_model(models, source)
     src.parameters.freeze_all()

@@ -11,8 +11,12 @@ Differences, on purpose:
   minimisation, e.g. a point source stepped off the map, is replaced by a large finite penalty
   (worst finite value seen + `PENALTY`) so MIGRAD backs off; the count is reported in the result and a
   minimum found on a penalised point is reported as failed;
-- no free parameters, no datasets, a free parameter outside its bounds, a non-finite statistic at the
-  start: ``success=False`` with the reason instead of an exception;
+- no free parameters, no datasets, a free parameter outside its bounds (named by its unique name), a
+  dataset whose ``mask_safe & mask_fit`` is empty or holds no counts (``Dataset.fit_precheck``), a
+  non-finite statistic at the start: ``success=False`` with the reason, before MIGRAD (nfev 0);
+- a sky model that predicts no counts in any of its datasets' fit masks whatever its spectrum
+  (``Dataset.model_coverage``, e.g. a source outside the map): its parameters are kept fixed, the others
+  fitted, ``success=False`` with a reason naming the model and datasets (gammapy runs MIGRAD on them);
 - every profile / surface point is `profile_point`, a pure function of (datasets, parameter name,
   value) that a Ray worker holding its own copy of the datasets can evaluate.
 """
@@ -136,17 +140,80 @@ def _minuit_message(minuit, parameters: Parameters) -> str:
     return message
 
 
-def _precheck(datasets: "Datasets", parameters: Parameters) -> str | None:
-    """Reason why a fit cannot start, or None."""
+def _bound(value: float, default: float) -> float:
+    return default if np.isnan(value) else value
+
+
+def _precheck(datasets: "Datasets", parameters: Parameters, check_datasets: bool = True) -> str | None:
+    """Reason why a fit cannot start, or None.
+
+    Checks: datasets and free parameters present, free parameters within their bounds and, with
+    ``check_datasets``, each dataset's optional ``fit_precheck()`` (e.g. an empty fit mask, no counts).
+    """
     if len(datasets) == 0:
         return "No datasets to fit"
     if len(parameters.free_parameters) == 0:
         return "No free parameters for fitting"
     bad = parameters.free_parameters.out_of_limits()
     if bad:
-        desc = ", ".join(f"{p.name}={p.value:g} not in [{p.min:g}, {p.max:g}]" for p in bad)
+        names = _unique_names_by_id(datasets)
+        desc = ", ".join(f"{names.get(id(p), p.name)}={p.value:g} not in "
+                         f"[{_bound(p.min, -np.inf):g}, {_bound(p.max, np.inf):g}]" for p in bad)
         return f"Free parameter(s) outside their bounds: {desc}"
+    if check_datasets:
+        problems = []
+        for dataset in datasets:
+            check = getattr(dataset, "fit_precheck", None)
+            if check is not None:
+                problems.extend(check())
+        if problems:
+            return "; ".join(problems)
     return None
+
+
+def _unique_names_by_id(datasets: "Datasets") -> dict[int, str]:
+    """First unique name (``crab.spectral.index``) of every parameter object of the datasets' models."""
+    models = datasets.models
+    out: dict[int, str] = {}
+    for par, name in zip(models.parameters, models.parameters_unique_names):
+        out.setdefault(id(par), name)
+    return out
+
+
+def _models_without_counts(datasets: "Datasets") -> list[tuple[Any, list[str]]]:
+    """Models with free parameters that predict no counts in the fit mask of any dataset they apply to.
+
+    Uses the datasets' optional ``model_coverage()`` (spectrum-independent: a model whose amplitude is 0
+    at the start is *not* flagged, a source outside the map is). A model is flagged only when every
+    dataset it belongs to reports a coverage of 0 for it. Returns ``[(model, dataset names)]``.
+    """
+    coverage: dict[int, list] = {}
+    models: dict[int, Any] = {}
+    for dataset in datasets:
+        if dataset.models is None:
+            continue
+        hook = getattr(dataset, "model_coverage", None)
+        cov = hook() if hook is not None else None
+        for model in dataset.models:
+            if not any(not p.frozen for p in model.parameters):
+                continue
+            models.setdefault(id(model), model)
+            value = None if cov is None else cov.get(model.name)
+            coverage.setdefault(id(model), []).append((dataset.name, value))
+    out = []
+    for key, entries in coverage.items():
+        if all(value is not None and value == 0 for _, value in entries):
+            out.append((models[key], [name for name, _ in entries]))
+    return out
+
+
+def _describe_dead(dead: list[tuple[Any, list[str]]]) -> str:
+    parts = []
+    for model, names in dead:
+        where = (f"dataset {names[0]!r}" if len(names) == 1
+                 else "datasets " + ", ".join(repr(n) for n in names))
+        parts.append(f"model {model.name!r} predicts no counts in {where} (is it outside the map?)")
+    return "; ".join(parts)
 
 
 class Fit:
@@ -165,15 +232,22 @@ class Fit:
         Minuit settings for MINOS.
     store_trace : bool
         Record the statistic and free parameter values at each evaluation.
+    precheck : bool
+        Before MIGRAD, ask the datasets (optional ``Dataset.fit_precheck``) whether a fit makes sense
+        (empty fit mask, no counts in it: ``success=False``, nothing run) and which sky models predict
+        no counts at all (``Dataset.model_coverage``, e.g. a source outside the map: their parameters are
+        kept fixed, the others fitted, ``success=False`` naming the model). Default True; the flux-point
+        estimator turns it off (a bin without counts is a legitimate measurement there).
     """
 
     def __init__(self, backend: str = "minuit", optimize_opts: dict | None = None,
                  covariance_opts: dict | None = None, confidence_opts: dict | None = None,
-                 store_trace: bool = False):
+                 store_trace: bool = False, precheck: bool = True):
         if backend != "minuit":
             raise ValueError(f"Unsupported backend {backend!r}: only 'minuit' is available")
         self.backend = backend
         self.store_trace = store_trace
+        self.precheck = bool(precheck)
         self.optimize_opts = {"backend": backend} if optimize_opts is None else dict(optimize_opts)
         self.covariance_opts = {"backend": backend} if covariance_opts is None else dict(covariance_opts)
         self.confidence_opts = {"backend": backend} if confidence_opts is None else dict(confidence_opts)
@@ -196,21 +270,64 @@ class Fit:
             cov = CovarianceResult(backend=self.backend, method="hesse", success=False,
                                    message="Covariance not computed: optimisation did not run", matrix=None)
             return FitResult(optimize_result, cov)
-        covariance_result = self.covariance(datasets, optimize_result=optimize_result)
-        return FitResult(optimize_result, covariance_result)
+        fixed = [resolve_parameter(datasets, name)[0] for name in optimize_result.unconstrained]
+        if not fixed:
+            return FitResult(optimize_result, self.covariance(datasets, optimize_result=optimize_result))
+        # parameters kept fixed by optimize (model predicting no counts): covariance of the others
+        # (the same free set as MIGRAD's), zero rows/columns for them, reported as failed
+        frozen_before = [p.frozen for p in fixed]
+        try:
+            for p in fixed:
+                p.frozen = True
+            cov = self.covariance(datasets, optimize_result=optimize_result)
+        finally:
+            for p, frozen in zip(fixed, frozen_before):
+                p.frozen = frozen
+        message = (f"Covariance not computed for the unconstrained parameter(s) "
+                   f"{', '.join(optimize_result.unconstrained)}; other parameters: {cov.message}")
+        cov = CovarianceResult(backend=cov.backend, method=cov.method, success=False, message=message,
+                               matrix=cov.matrix)
+        return FitResult(optimize_result, cov)
 
     def optimize(self, datasets: Any) -> OptimizeResult:
         """Run MIGRAD from the current parameter values; the best fit is left in the models."""
         datasets = _parse_datasets(datasets)
         parameters = datasets.parameters
         kwargs = self._opts(self.optimize_opts)
-        reason = _precheck(datasets, parameters)
+        reason = _precheck(datasets, parameters, check_datasets=self.precheck)
         if reason is not None:
             return self._failed_result(datasets, reason)
         start_stat = _safe_stat(datasets)
         if not np.isfinite(start_stat):
             return self._failed_result(datasets, f"Fit statistic is not finite at the start values ({start_stat})")
 
+        dead = _models_without_counts(datasets) if self.precheck else []
+        if not dead:
+            return self._migrad(datasets, parameters, kwargs)
+        # their parameters do not change the statistic: keep them fixed, fit the others, report failure
+        live = {id(p) for m in datasets.models if all(m is not d for d, _ in dead) for p in m.parameters}
+        fixed = [p for m, _ in dead for p in m.parameters if not p.frozen and id(p) not in live]
+        fixed = list({id(p): p for p in fixed}.values())
+        names = _unique_names_by_id(datasets)
+        reason = _describe_dead(dead) + ": its parameters are unconstrained"
+        if len(fixed) == len(parameters.free_parameters):
+            return self._failed_result(datasets, reason)
+        try:
+            for p in fixed:
+                p.frozen = True
+            result = self._migrad(datasets, datasets.parameters, kwargs)
+        finally:
+            for p in fixed:
+                p.frozen = False
+        message = (f"Optimization failed: {reason} and were kept at their start values; the other "
+                   f"parameters were fitted ({result.message})")
+        return OptimizeResult(
+            models=datasets.models.copy(), nfev=result.nfev, total_stat=result.total_stat, trace=result.trace,
+            minuit=result.minuit, n_penalized=result.n_penalized, backend="minuit", method="migrad",
+            success=False, message=message, unconstrained=[names[id(p)] for p in fixed],
+        )
+
+    def _migrad(self, datasets: "Datasets", parameters: Parameters, kwargs: dict) -> OptimizeResult:
         parameters.autoscale()
         migrad_opts = kwargs.pop("migrad_opts", {})
         minuit, cost = _setup_minuit(datasets, parameters, self.store_trace, **kwargs)

@@ -79,11 +79,15 @@ class OptimizeResult(FitStepResult):
         Evaluations where the statistic was not finite (or raised) and a penalty was returned instead.
     trace : `~astropy.table.Table`
         Statistic and free parameter values per evaluation (if ``store_trace``).
+    unconstrained : list of str
+        Unique names (``crab.spectral.amplitude``) of free parameters kept at their start values because
+        their model predicts no counts (e.g. a source outside the map); empty normally.
     """
 
     def __init__(self, models, nfev: int, total_stat: float, trace: Table | None = None, minuit: Any = None,
-                 n_penalized: int = 0, **kwargs):
+                 n_penalized: int = 0, unconstrained: list | None = None, **kwargs):
         self._models = models
+        self._unconstrained = list(unconstrained or [])
         self._nfev = int(nfev)
         self._total_stat = float(total_stat)
         self._trace = trace if trace is not None else Table()
@@ -124,6 +128,10 @@ class OptimizeResult(FitStepResult):
     def n_penalized(self) -> int:
         return self._n_penalized
 
+    @property
+    def unconstrained(self) -> list[str]:
+        return list(getattr(self, "_unconstrained", []))
+
     def __str__(self) -> str:
         s = super().__str__()
         s += f"\tnfev       : {self.nfev}\n"
@@ -132,7 +140,8 @@ class OptimizeResult(FitStepResult):
 
     def to_dict(self) -> dict:
         out = super().to_dict()
-        out[type(self).__name__].update(nfev=self.nfev, total_stat=self.total_stat, n_penalized=self.n_penalized)
+        out[type(self).__name__].update(nfev=self.nfev, total_stat=self.total_stat, n_penalized=self.n_penalized,
+                                        unconstrained=self.unconstrained)
         return out
 
 
