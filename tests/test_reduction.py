@@ -193,3 +193,68 @@ def test_altaz_background_matches_gammapy(hess_dr1, tmp_path):
     d = MapDatasetMaker(selection=["background"]).run(MapDataset.create(geom), obs)
     assert d.background.data.sum() > 0
     np.testing.assert_allclose(d.background.data, gd.background.data, rtol=1e-3)
+
+
+# -- the fast path (reduce_observation) against the makers (reduce_to_dataset + from_dataset) --------
+def _assert_partials_equal(fast, ref):
+    """Counts and masks exact, floats to 1e-9 (both use the same IRF interpolation code)."""
+    assert fast.obs_id == ref.obs_id and fast.fov_status == ref.fov_status
+    assert fast.fine_bounds == ref.fine_bounds and fast.coarse_bounds == ref.coarse_bounds
+    assert fast.meta == ref.meta and fast.gti_reference == ref.gti_reference
+    for name in ("livetime", "fov_norm", "fov_tilt"):
+        a, b = getattr(fast, name), getattr(ref, name)
+        assert (np.isnan(a) and np.isnan(b)) or a == pytest.approx(b, rel=1e-12), name
+    ref_arrays = ref.arrays()
+    assert set(fast.arrays()) == set(ref_arrays)
+    for name, a in fast.arrays().items():
+        b = ref_arrays[name]
+        assert a.dtype == b.dtype and a.shape == b.shape and a.flags.c_contiguous, name
+        if a.dtype.kind in "bi":
+            np.testing.assert_array_equal(a, b, err_msg=name)
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=0, err_msg=name)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {},
+    {"safe_mask_methods": ("offset-max", "aeff-max", "aeff-default", "bkg-peak"), "fov_method": "scale"},
+    {"fov_method": None, "safe_mask_kwargs": {"aeff_percent": 30}, "cutout_width": 3.0},
+])
+def test_fast_path_matches_makers(hess_dr1, kwargs):
+    from gamma_ray_dist.data import DataStore
+    from gamma_ray_dist.reduction import _reduce_with_makers
+
+    spec = _seed_spec(**kwargs)
+    store = DataStore.from_dir(hess_dr1)
+    for obs_id in SEED:
+        fast = reduce_observation(store.obs(obs_id), spec)
+        assert "read" in fast.timings  # the fast path ran
+        _assert_partials_equal(fast, _reduce_with_makers(store.obs(obs_id), spec))
+
+
+def test_fast_path_matches_makers_galactic_tan_partial_window(hess_dr1):
+    """Another frame and projection, a window clipped by the geometry edge, a coarse IRF grid that
+    does not divide the fine one, and an exclusion mask on another grid."""
+    from gamma_ray_dist.data import DataStore
+    from gamma_ray_dist.reduction import _reduce_with_makers
+
+    e = MapAxis.from_energy_bounds(0.7, 30, 6, unit="TeV")
+    et = MapAxis.from_energy_bounds(0.3, 50, 15, unit="TeV", name="energy_true")
+    geom = WcsGeom.create(skydir=(347.3, -0.5), binsz=0.05, width=(6, 3), frame="galactic", proj="TAN", axes=[e])
+    excl_geom = WcsGeom.create(skydir=(347.31, -0.49), binsz=0.03, width=(3, 3), frame="galactic")
+    excl = ~excl_geom.region_mask([CircleSkyRegion(SkyCoord(347.3, -0.5, unit="deg", frame="galactic"),
+                                                   0.5 * u.deg)])
+    spec = ReductionSpec(geom, et, offset_max=2.0, binsz_irf=0.3, exclusion_mask=excl)
+    store = DataStore.from_dir(hess_dr1)
+    for obs_id in (20326, 20327):
+        fast = reduce_observation(store.obs(obs_id), spec)
+        assert "read" in fast.timings
+        ref = _reduce_with_makers(store.obs(obs_id), spec)
+        _assert_partials_equal(fast, ref)
+        assert fast.counts.sum() > 0
+
+
+def test_unsupported_configuration_uses_makers(hess_dr1):
+    spec = _seed_spec(safe_mask_methods=("offset-max", "edisp-bias"))
+    partial = reduce_observation((hess_dr1, 23523), spec)
+    assert "read" not in partial.timings and partial.fov_status == "fitted"

@@ -320,6 +320,8 @@ class EventList:
 
 def _table_from_hdu(table_hdu: fits.BinTableHDU, obs_id, filename) -> Table:
     """GADF EVENTS HDU -> Table with TIME as `~astropy.time.Time`, as gammapy builds it."""
+    if hasattr(table_hdu, "to_astropy"):  # FastTableHDU: the Table form needs astropy's HDU
+        table_hdu = table_hdu.to_astropy()
     check_columns(table_hdu, REQUIRED_EVENT_COLUMNS, obs_id, filename)
     header = table_hdu.header
     time_ref = time_ref_from_header(header, obs_id, filename)

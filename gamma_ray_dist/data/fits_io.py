@@ -29,6 +29,8 @@ __all__ = [
     "default_file_cache",
     "read_table_hdu",
     "read_header",
+    "FastTableHDU",
+    "FastHeader",
     "check_columns",
     "column_values",
 ]
@@ -69,6 +71,7 @@ class FitsFileCache:
     def __init__(self, max_bytes: int = 64 * 2**20):
         self.max_bytes = int(max_bytes)
         self._data: OrderedDict[tuple, bytes] = OrderedDict()
+        self._index: dict[tuple, list] = {}  # parsed HDU layout of the cached files (same keys)
         self._size = 0
         self._lock = threading.Lock()
         self.hits = 0
@@ -79,6 +82,7 @@ class FitsFileCache:
         """Drop all cached files and reset the statistics."""
         with self._lock:
             self._data.clear()
+            self._index.clear()
             self._size = 0
             self.hits = self.misses = 0
             self.reads = {}
@@ -91,6 +95,9 @@ class FitsFileCache:
         ObservationError
             The file does not exist, cannot be read or is a truncated / corrupt gzip stream.
         """
+        return self._get(filename, obs_id)[1]
+
+    def _get(self, filename, obs_id) -> tuple[tuple, bytes]:
         path = Path(filename)
         try:
             stat = path.stat()
@@ -104,7 +111,7 @@ class FitsFileCache:
             if raw is not None:
                 self._data.move_to_end(key)
                 self.hits += 1
-                return raw
+                return key, raw
         raw = _read_decompressed(path, obs_id)
         with self._lock:
             self.misses += 1
@@ -113,9 +120,26 @@ class FitsFileCache:
                 self._data[key] = raw
                 self._size += len(raw)
                 while self._size > self.max_bytes:
-                    _, old = self._data.popitem(last=False)
+                    old_key, old = self._data.popitem(last=False)
+                    self._index.pop(old_key, None)
                     self._size -= len(old)
-        return raw
+        return key, raw
+
+    def hdus(self, filename: str | os.PathLike, obs_id: int | None = None) -> tuple[bytes, list]:
+        """Decompressed bytes and parsed HDU layout (`_HDUInfo` list) of a file.
+
+        The layout is parsed once per cached file with a minimal FITS header reader; raises
+        `_Unsupported` when the file needs astropy (corrupt, exotic keywords or formats).
+        """
+        key, raw = self._get(filename, obs_id)
+        with self._lock:
+            index = self._index.get(key)
+        if index is None:
+            index = _scan_hdus(raw)
+            with self._lock:
+                if key in self._data:
+                    self._index[key] = index
+        return raw, index
 
     def open(self, filename: str | os.PathLike, obs_id: int | None = None) -> fits.HDUList:
         """Open a FITS file from the cached bytes; HDUs are parsed lazily on access."""
@@ -148,6 +172,322 @@ def _read_decompressed(path: Path, obs_id: int | None) -> bytes:
         ) from exc
 
 
+# ------------------------------------------------------------------------------------------------
+# Minimal FITS reader for the hot path.
+#
+# astropy parses every card of every header it walks past (with a configuration look-up per card)
+# and builds Column / FITS_rec objects per table: ~20 ms per HDU. DL3 tables are simple (fixed-width
+# numeric columns, TDIM), so the headers are parsed here with plain string operations and the table
+# rows are a read-only numpy view of the decompressed bytes (immutable: nothing can corrupt the
+# cache). Anything unusual (scaled or variable-length columns, HIERARCH, truncated data...) raises
+# `_Unsupported` and the caller falls back to astropy, which also produces the error messages.
+# ------------------------------------------------------------------------------------------------
+_BLOCK = 2880
+_CARD = 80
+
+
+class _Unsupported(Exception):
+    """The minimal reader cannot handle this file or HDU: use astropy."""
+
+
+class FastHeader(dict):
+    """Header keyword -> value (str, int, float, bool or None), case-insensitive look-up.
+
+    ``COMMENT`` / ``HISTORY`` / blank-keyword cards are kept as lists of strings.
+    """
+
+    def __getitem__(self, key):
+        return dict.__getitem__(self, key.upper() if isinstance(key, str) else key)
+
+    def get(self, key, default=None):
+        return dict.get(self, key.upper() if isinstance(key, str) else key, default)
+
+    def __contains__(self, key):
+        return dict.__contains__(self, key.upper() if isinstance(key, str) else key)
+
+    def copy(self) -> "FastHeader":
+        return FastHeader(self)
+
+
+def _parse_value(field: str, keyword: str):
+    f = field.lstrip()
+    if f.startswith("'"):
+        i = 1
+        while True:
+            j = f.find("'", i)
+            if j < 0:
+                raise _Unsupported(f"unterminated string in {keyword}")
+            if f[j + 1:j + 2] == "'":
+                i = j + 2
+                continue
+            return f[1:j].replace("''", "'").rstrip()
+    v = f.split("/", 1)[0].strip()
+    if v == "":
+        return None
+    if v == "T":
+        return True
+    if v == "F":
+        return False
+    if v[0] == "(":
+        raise _Unsupported(f"complex value in {keyword}")
+    try:
+        return int(v)
+    except ValueError:
+        pass
+    try:
+        return float(v.replace("D", "E").replace("d", "e"))
+    except ValueError:
+        raise _Unsupported(f"cannot parse value of {keyword}: {v!r}") from None
+
+
+def _parse_header(raw: bytes, start: int) -> tuple[FastHeader, int]:
+    """Header starting at ``start``: (header, offset of the data)."""
+    header = FastHeader()
+    pos = start
+    n = len(raw)
+    last_key = None
+    while True:
+        if pos + _BLOCK > n:
+            raise _Unsupported("truncated header")
+        block = raw[pos:pos + _BLOCK].decode("ascii", errors="strict")
+        pos += _BLOCK
+        for k in range(0, _BLOCK, _CARD):
+            card = block[k:k + _CARD]
+            keyword = card[:8].rstrip().upper()
+            if keyword == "END":
+                return header, pos
+            if keyword in ("COMMENT", "HISTORY", "") or card[8:10] != "= ":
+                if keyword == "CONTINUE":
+                    prev = header.get(last_key) if last_key else None
+                    if not (isinstance(prev, str) and prev.endswith("&")):
+                        raise _Unsupported("CONTINUE card without a long string")
+                    value = _parse_value(card[8:], keyword)
+                    if not isinstance(value, str):
+                        raise _Unsupported("CONTINUE card without a string")
+                    dict.__setitem__(header, last_key, prev[:-1] + value)
+                    continue
+                if keyword.startswith("HIERARCH"):
+                    raise _Unsupported("HIERARCH keywords")
+                header.setdefault(keyword, []).append(card[8:].rstrip())
+                continue
+            dict.__setitem__(header, keyword, _parse_value(card[10:], keyword))
+            last_key = keyword
+
+
+class _HDUInfo:
+    __slots__ = ("name", "header", "data_offset", "data_nbytes", "index")
+
+    def __init__(self, name, header, data_offset, data_nbytes, index):
+        self.name, self.header = name, header
+        self.data_offset, self.data_nbytes, self.index = data_offset, data_nbytes, index
+
+    @property
+    def is_bintable(self) -> bool:
+        return self.index > 0 and str(self.header.get("XTENSION", "")).strip().upper() == "BINTABLE"
+
+
+def _scan_hdus(raw: bytes) -> list:
+    """Headers and data locations of all HDUs of a FITS file (data is not touched)."""
+    hdus = []
+    pos = 0
+    n = len(raw)
+    try:
+        while pos < n:
+            if not raw[pos:pos + 80].strip(b"\0 "):
+                break  # trailing padding
+            header, data_offset = _parse_header(raw, pos)
+            naxis = int(header.get("NAXIS", 0))
+            if naxis == 0:
+                nbytes = 0
+            else:
+                if header.get("GROUPS"):
+                    raise _Unsupported("random groups")
+                dims = [int(header[f"NAXIS{i}"]) for i in range(1, naxis + 1)]
+                nbytes = abs(int(header["BITPIX"])) // 8 * int(header.get("GCOUNT", 1)) * (
+                    int(header.get("PCOUNT", 0)) + int(np.prod(dims)))
+            index = len(hdus)
+            name = header.get("EXTNAME")
+            name = str(name).strip().upper() if name is not None else ("PRIMARY" if index == 0 else "")
+            hdus.append(_HDUInfo(name, header, data_offset, nbytes, index))
+            pos = data_offset + (nbytes + _BLOCK - 1) // _BLOCK * _BLOCK
+            if data_offset + nbytes > n:
+                break  # truncated data: only HDUs before it are usable
+    except (KeyError, ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise _Unsupported(f"{type(exc).__name__}: {exc}") from None
+    return hdus
+
+
+_TFORM_TYPES = {"B": ("u1", 1), "I": (">i2", 2), "J": (">i4", 4), "K": (">i8", 8), "E": (">f4", 4),
+                "D": (">f8", 8), "A": ("S", 1)}
+
+
+class FastColumn:
+    """Column description (``name``, ``format``, ``unit``, ``dim``) as astropy's `Column` gives it."""
+
+    __slots__ = ("name", "format", "unit", "dim")
+
+    def __init__(self, name, format, unit, dim):
+        self.name, self.format, self.unit, self.dim = name, format, unit, dim
+
+    def __repr__(self) -> str:
+        return f"FastColumn(name={self.name!r}, format={self.format!r}, unit={self.unit!r})"
+
+
+class FastColumns:
+    """Columns of a table, indexable by position or (case-insensitive) name."""
+
+    def __init__(self, columns: list):
+        self._columns = list(columns)
+        self._by_name = {}
+        for c in self._columns:
+            self._by_name.setdefault(c.name.upper(), c)
+
+    @property
+    def names(self) -> list:
+        return [c.name for c in self._columns]
+
+    def __iter__(self):
+        return iter(self._columns)
+
+    def __len__(self) -> int:
+        return len(self._columns)
+
+    def __contains__(self, name) -> bool:
+        return str(name).upper() in self._by_name
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            try:
+                return self._by_name[key.upper()]
+            except KeyError:
+                raise KeyError(f"Key '{key}' does not exist.") from None
+        return self._columns[key]
+
+
+class FastTableData:
+    """Read-only rows of a binary table (numpy structured view of the file bytes)."""
+
+    def __init__(self, array: np.ndarray, names: dict):
+        self._array = array
+        self._names = names  # upper-case name -> field name
+
+    def field(self, name):
+        if isinstance(name, (int, np.integer)):
+            return self._array[self._array.dtype.names[name]]
+        try:
+            return self._array[self._names[str(name).upper()]]
+        except KeyError:
+            raise KeyError(f"Key '{name}' does not exist.") from None
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            return self.field(key)
+        return self._array[key]
+
+    def __len__(self) -> int:
+        return len(self._array)
+
+    @property
+    def shape(self):
+        return self._array.shape
+
+    @property
+    def dtype(self):
+        return self._array.dtype
+
+    @property
+    def names(self):
+        return list(self._array.dtype.names)
+
+
+class FastTableHDU:
+    """Binary-table HDU read by the minimal reader: ``name``, ``header``, ``columns``, ``data``
+    (the parts of astropy's `BinTableHDU` the readers use); `to_astropy` gives the real thing."""
+
+    def __init__(self, name, header, columns, data, source):
+        self.name, self.header, self.columns, self.data = name, header, columns, data
+        self._source = source  # (filename, hdu, obs_id, hdu_type, cache)
+
+    def to_astropy(self) -> fits.BinTableHDU:
+        filename, hdu, obs_id, hdu_type, cache = self._source
+        return _read_table_hdu_astropy(filename, hdu, obs_id, hdu_type, cache)
+
+    def __repr__(self) -> str:
+        return f"<FastTableHDU {self.name!r} {len(self.data)} rows, columns {self.columns.names}>"
+
+
+def _table_from_info(raw: bytes, info: _HDUInfo, source) -> FastTableHDU:
+    h = info.header
+    try:
+        nfields = int(h["TFIELDS"])
+        width, nrows = int(h["NAXIS1"]), int(h["NAXIS2"])
+        names, formats, offsets, columns, lookup = [], [], [], [], {}
+        offset = 0
+        for i in range(1, nfields + 1):
+            tform = str(h[f"TFORM{i}"]).strip().upper()
+            digits = len(tform) - len(tform.lstrip("0123456789"))
+            repeat = int(tform[:digits]) if digits else 1
+            code = tform[digits:digits + 1]
+            if code not in _TFORM_TYPES or repeat < 1:
+                raise _Unsupported(f"column format {tform}")
+            for key in (f"TSCAL{i}", f"TZERO{i}"):
+                if key in h and float(h[key]) != (1.0 if key.startswith("TSCAL") else 0.0):
+                    raise _Unsupported("scaled column")
+            base, size = _TFORM_TYPES[code]
+            name = str(h.get(f"TTYPE{i}", f"col{i}")).strip()
+            tdim = h.get(f"TDIM{i}")
+            if code == "A":
+                if tdim is not None:
+                    raise _Unsupported("string column with TDIM")
+                fmt = f"S{repeat}"
+            elif tdim is not None:
+                shape = tuple(int(v) for v in str(tdim).strip().strip("()").split(","))[::-1]
+                if int(np.prod(shape)) != repeat:
+                    raise _Unsupported("TDIM does not match the repeat count")
+                fmt = (base, shape)
+            else:
+                fmt = base if repeat == 1 else (base, (repeat,))
+            if name.upper() in lookup or not name:
+                raise _Unsupported("duplicate or empty column name")
+            unit = h.get(f"TUNIT{i}")
+            unit = str(unit).strip() if unit is not None and str(unit).strip() else None
+            names.append(name)
+            formats.append(fmt)
+            offsets.append(offset)
+            lookup[name.upper()] = name
+            columns.append(FastColumn(name, tform, unit, tdim))
+            offset += repeat * size
+        if offset != width:
+            raise _Unsupported("row width does not match the columns")
+        dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": width})
+        if info.data_offset + width * nrows > len(raw):
+            raise _Unsupported("truncated table data")
+        array = np.frombuffer(raw, dtype=dtype, count=nrows, offset=info.data_offset)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise _Unsupported(f"{type(exc).__name__}: {exc}") from None
+    return FastTableHDU(info.name, h, FastColumns(columns), FastTableData(array, lookup), source)
+
+
+def _find_hdu(hdus: list, hdu: str | int):
+    if isinstance(hdu, (int, np.integer)):
+        return hdus[int(hdu)] if 0 <= int(hdu) < len(hdus) else None
+    key = str(hdu).strip().upper()
+    for info in hdus:
+        if info.name == key:
+            return info
+    return None
+
+
+def _fast_info(filename, hdu, obs_id, cache):
+    """(raw bytes, `_HDUInfo`) of ``hdu``, or None when the astropy path must be used."""
+    try:
+        raw, hdus = cache.hdus(filename, obs_id)
+    except _Unsupported:
+        return None
+    info = _find_hdu(hdus, hdu)
+    return None if info is None else (raw, info)
+
+
 _DEFAULT_CACHE = FitsFileCache()
 
 
@@ -166,7 +506,7 @@ def read_table_hdu(
     obs_id: int | None = None,
     hdu_type: str | None = None,
     cache: FitsFileCache | None = None,
-) -> fits.BinTableHDU:
+) -> "FastTableHDU | fits.BinTableHDU":
     """Read one binary-table HDU (header and data) from a FITS file.
 
     Parameters
@@ -184,8 +524,10 @@ def read_table_hdu(
 
     Returns
     -------
-    hdu : `~astropy.io.fits.BinTableHDU`
-        An in-memory HDU whose data does not alias the cache.
+    hdu : `FastTableHDU` or `~astropy.io.fits.BinTableHDU`
+        A `FastTableHDU` (``name``, ``header``, ``columns``, ``data`` as astropy's, data a read-only
+        view of the immutable cached bytes; ``to_astropy()`` for the astropy HDU) when the minimal
+        reader handles the HDU, else an in-memory astropy HDU whose data does not alias the cache.
 
     Raises
     ------
@@ -193,6 +535,16 @@ def read_table_hdu(
         The file or the HDU cannot be read.
     """
     cache = cache or default_file_cache()
+    found = _fast_info(filename, hdu, obs_id, cache)
+    if found is not None and found[1].is_bintable:
+        try:
+            return _table_from_info(found[0], found[1], (filename, hdu, obs_id, hdu_type, cache))
+        except _Unsupported:
+            pass
+    return _read_table_hdu_astropy(filename, hdu, obs_id, hdu_type, cache)
+
+
+def _read_table_hdu_astropy(filename, hdu, obs_id, hdu_type, cache) -> fits.BinTableHDU:
     with cache.open(filename, obs_id) as hdul:
         try:
             table_hdu = hdul[hdu]
@@ -230,8 +582,15 @@ def read_header(
     hdu_type: str | None = None,
     cache: FitsFileCache | None = None,
 ) -> fits.Header:
-    """Read only the header of one HDU (no table data is converted)."""
+    """Read only the header of one HDU (no table data is converted).
+
+    A `FastHeader` (dict-like, case-insensitive) when the minimal reader can parse the file, else an
+    astropy `~astropy.io.fits.Header`.
+    """
     cache = cache or default_file_cache()
+    found = _fast_info(filename, hdu, obs_id, cache)
+    if found is not None:
+        return found[1].header.copy()
     with cache.open(filename, obs_id) as hdul:
         try:
             return hdul[hdu].header.copy()

@@ -11,11 +11,15 @@ from astropy.coordinates import SkyCoord
 
 from ..irf.psf import normalize_psf_values
 from .coords import fov_icrs_lonlat, offset_from_pointing, pixel_centers_icrs, skycoord_lonlat
-from .fastinterp import evaluate_outer, supports_fast
+from .fastinterp import evaluate_grid, supports_fast
 
 __all__ = [
     "bin_events",
     "exposure_values",
+    "aeff_values",
+    "psf_values",
+    "edisp_kernel_values",
+    "background_rate_values",
     "background_values",
     "background_values_altaz",
     "psf_map_values",
@@ -73,12 +77,15 @@ def exposure_values(aeff, pointing: SkyCoord, livetime_s: float, geom_image,
     Returns float64 ``(n_energy_true, ny, nx)``.
     """
     offset = offset_from_pointing(geom_image, pointing)
-    e = np.asarray(energy_true_centers, dtype=np.float64).reshape(-1, 1, 1)
+    return aeff_values(aeff, offset, energy_true_centers) * float(livetime_s)
+
+
+def aeff_values(aeff, offset: np.ndarray, energy_true_centers: np.ndarray) -> np.ndarray:
+    """Effective area (m2) at ``offset`` (deg, any shape P), float64 ``(n_energy_true,) + P``."""
+    e = np.asarray(energy_true_centers, dtype=np.float64).ravel()
     if supports_fast(aeff):
-        area = evaluate_outer(aeff, energy_true=e, offset=offset[None])
-    else:
-        area = aeff.evaluate_grid_values(e.ravel(), offset)
-    return area * float(livetime_s)
+        return evaluate_grid(aeff, {"energy_true": e}, {"offset": offset})
+    return aeff.evaluate_grid_values(e, offset)
 
 
 def log_upsampled_edges(edges: np.ndarray, factor: int) -> np.ndarray:
@@ -110,17 +117,24 @@ def pad_offset_axis(bkg):
     return type(bkg)(axes, raw, factor=bkg._factor, meta=bkg.meta, fov_alignment=bkg.fov_alignment)
 
 
-def _integrate_energy(bkg, edges: np.ndarray, **spatial: np.ndarray) -> np.ndarray:
+def background_rate_values(bkg, edges: np.ndarray, **spatial: np.ndarray) -> np.ndarray:
     """Rate integrated over reco-energy bins (s-1 sr-1), as ``Background*.integrate_log_log_values``:
-    evaluated at the bin edges, power law between edges (``trapz_loglog``)."""
+    evaluated at the bin edges, power law between edges (``trapz_loglog``).
+
+    ``spatial``: ``offset`` (bkg_2d) or ``fov_lon``, ``fov_lat`` (bkg_3d) in deg, common shape P.
+    Returns float64 ``(len(edges) - 1,) + P``.
+    """
     from ..irf.interp import trapz_loglog
 
+    edges = np.asarray(edges, dtype=np.float64)
     if not supports_fast(bkg):
         return bkg.integrate_log_log_values(edges, **spatial)
-    nd = max(np.ndim(v) for v in spatial.values())
-    e = edges.reshape((-1,) + (1,) * nd)
-    values = evaluate_outer(bkg, energy=e, **{k: np.asarray(v, np.float64)[None] for k, v in spatial.items()})
+    values = evaluate_grid(bkg, {"energy": edges}, spatial)
+    e = edges.reshape((-1,) + (1,) * (values.ndim - 1))
     return trapz_loglog(values, np.broadcast_to(e, values.shape), axis=0)
+
+
+_integrate_energy = background_rate_values
 
 
 def background_values(bkg, pointing: SkyCoord, ontime_s: float, geom_image,
@@ -224,15 +238,23 @@ def psf_map_values(psf, pointing: SkyCoord, geom_image, energy_true_centers: np.
     Returns float64 ``(n_energy_true, n_rad, ny, nx)``.
     """
     offset = offset_from_pointing(geom_image, pointing)
+    return psf_values(psf, offset, energy_true_centers, rad_edges)
+
+
+def psf_values(psf, offset: np.ndarray, energy_true_centers: np.ndarray, rad_edges: np.ndarray) -> np.ndarray:
+    """Normalised PSF (sr-1) at ``offset`` (deg, shape P): float64 ``(n_energy_true, n_rad) + P``."""
     if not supports_fast(psf):  # parametric PSFs: their own evaluation
         return psf.psf_map_values(energy_true_centers, offset, rad_edges)
     edges = np.asarray(rad_edges, dtype=np.float64)
     rad = 0.5 * (edges[:-1] + edges[1:])
-    e = np.asarray(energy_true_centers, dtype=np.float64)
-    values = evaluate_outer(psf, energy_true=e.reshape(-1, 1, 1, 1), offset=offset[None, None],
-                            rad=rad.reshape(1, -1, 1, 1))
-    values = np.broadcast_to(values, (len(e), len(rad)) + offset.shape)
-    return normalize_psf_values(values, edges, axis=1)
+    e = np.asarray(energy_true_centers, dtype=np.float64).ravel()
+    offset = np.asarray(offset, dtype=np.float64)
+    # layout (P..., energy_true, rad): the normalisation along rad is contiguous
+    values = evaluate_grid(psf, {"energy_true": e, "rad": rad}, {"offset": offset}, joint_first=True)
+    values = np.broadcast_to(values, offset.shape + (len(e), len(rad)))
+    values = normalize_psf_values(values, edges, axis=-1)
+    nd = offset.ndim
+    return np.ascontiguousarray(np.moveaxis(values, list(range(nd)), list(range(2, 2 + nd))))
 
 
 def edisp_kernel_map_values(edisp, pointing: SkyCoord, geom_image, energy_true_edges: np.ndarray,
@@ -258,24 +280,28 @@ def edisp_kernel_values(edisp, offset: np.ndarray, energy_true_edges: np.ndarray
     e_true = log_centers(energy_true_edges)
     e_edges = np.asarray(energy_edges, dtype=np.float64).ravel()
     migra = edisp.axes["migra"]
-    nd = offset.ndim
-    values = evaluate_outer(edisp, energy_true=e_true.reshape((-1, 1) + (1,) * nd),
-                            migra=migra.center.reshape((1, -1) + (1,) * nd), offset=offset[None, None])
-    width = migra.bin_width.reshape((1, -1) + (1,) * nd)
-    weighted = values * width
-    cdf = np.cumsum(weighted, axis=1)
-    total = cdf.max(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        pdf = np.nan_to_num(values / total)
-    cdf = np.cumsum(pdf * width, axis=1)
-    cdf = np.concatenate([np.zeros_like(cdf[:, :1]), cdf], axis=1)
+    offset = np.asarray(offset, dtype=np.float64)
+    # layout (P..., energy_true, migra): the per-pixel work is contiguous along migra
+    values = evaluate_grid(edisp, {"energy_true": e_true, "migra": migra.center}, {"offset": offset},
+                           joint_first=True)
+    # Cumulative integral on the migra upper edges; values are >= 0 (clipped, filled with 0), so the
+    # total (gammapy: the max of the cumulative sum) is its last element. The normalisation is applied
+    # to the few interpolated points only: cdf(edge k) = cum[k - 1] / total, cdf(edge 0) = 0.
+    values *= migra.bin_width
+    cum = np.cumsum(values, axis=-1)
+    total = cum[..., -1:]
     x = migra.edges
     m = e_edges[None, :] / e_true[:, None]
     idx = np.clip(np.searchsorted(x, m, side="right") - 1, 0, len(x) - 2)
     t = np.clip((m - x[idx]) / (x[idx + 1] - x[idx]), 0.0, 1.0)
     rows = np.arange(len(e_true))[:, None]
-    lo, hi = cdf[rows, idx], cdf[rows, idx + 1]
-    t = t.reshape(t.shape + (1,) * nd)
-    kernel = np.clip(np.diff(lo * (1.0 - t) + hi * t, axis=1), 0, np.inf)
+    lo = cum[..., rows, np.maximum(idx - 1, 0)]
+    lo[..., idx == 0] = 0.0
+    hi = cum[..., rows, idx]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lo = np.nan_to_num(lo / total)
+        hi = np.nan_to_num(hi / total)
+    kernel = np.clip(np.diff(lo * (1.0 - t) + hi * t, axis=-1), 0, np.inf)
     kernel[kernel < threshold] = 0.0
-    return kernel
+    nd = offset.ndim
+    return np.ascontiguousarray(np.moveaxis(kernel, list(range(nd)), list(range(2, 2 + nd))))
