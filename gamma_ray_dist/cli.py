@@ -54,6 +54,7 @@ def _add_ray_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-cpus", type=int, help="CPUs of a local Ray (default: all)")
     p.add_argument("--serial", action="store_true", help="run in this process without Ray")
     p.add_argument("--no-progress", action="store_true", help="no progress output")
+    p.add_argument("--no-report", action="store_true", help="skip the figures (PNG) and report.md")
 
 
 def _error(message: str) -> None:
@@ -95,7 +96,7 @@ def _options(args: argparse.Namespace, **extra):
     from .pipeline import PipelineOptions
 
     return PipelineOptions(address=args.address, num_cpus=args.num_cpus, serial=args.serial,
-                           progress=not args.no_progress, **extra)
+                           progress=not args.no_progress, report=not args.no_report, **extra)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -42,6 +42,11 @@ def test_seed_outputs_exist(seed_run):
     assert {"stacked.fits.gz", "models.yaml", "fit.json", "flux_points.ecsv", "reduction.json"} <= names
     assert not any(n.startswith(".") for n in names)  # no temporary files left behind
     assert "profiles.json" not in names  # not asked for
+    # the seed's figures and the run report (the test extra brings matplotlib)
+    assert {"counts.png", "npred_signal.png", "residuals_spatial.png", "residuals.png", "spectrum.png",
+            "report.md"} <= names
+    report = (seed_run / "report.md").read_text()
+    assert "![spectrum](spectrum.png)" in report and "| crab |" in report.replace("`", "")
 
 
 def test_seed_reduction_matches_gammapy(seed_run, seed_reference):
@@ -159,7 +164,7 @@ def test_corrupt_observation_is_reported_and_the_rest_reduced(tmp_path, hess_dr1
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(CONFIG.read_text().replace("$GAMMAPY_DATA/hess-dl3-dr1", str(tmp_path / "store")))
     out = tmp_path / "out"
-    args = ["run", str(cfg), "--models", str(MODELS), "--no-progress", "--out", str(out)]
+    args = ["run", str(cfg), "--models", str(MODELS), "--no-progress", "--no-report", "--out", str(out)]
     assert main(args + (["--serial"] if serial else [])) == 0
     report = json.loads((out / "reduction.json").read_text())
     status = {o["obs_id"]: o for o in report["observations"]}
@@ -168,6 +173,7 @@ def test_corrupt_observation_is_reported_and_the_rest_reduced(tmp_path, hess_dr1
     assert failed["status"] == "failed" and "23559" in failed["error"]
     assert Path(failed["file"]).name == bad.name
     assert all(status[o]["status"] == "ok" for o in (23523, 23526, 23592))
+    assert not (out / "report.md").exists()  # --no-report
 
 
 def test_strict_stops_at_the_corrupt_observation(tmp_path, hess_dr1, capsys):

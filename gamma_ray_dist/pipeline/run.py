@@ -25,6 +25,7 @@ from typing import Any, Iterator, TextIO
 from .. import outputs
 from ..config import AnalysisConfig
 from ..errors import GammaRayDistError
+from ..report import write_report
 from .fitting import apply_fit_range, fit_dataset, fit_summary, load_models, make_mapper, run_flux_points, run_profiles
 from .inputs import datastore_dir, make_reduction_spec, open_datastore, select_obs_ids
 from .tasks import HOOKS_ENV, SummaryAccumulator, make_shared, reduce_task
@@ -68,6 +69,8 @@ class PipelineOptions:
         Names the reducer actors (``<run_id>.chunk00000``...).
     checkpoint_dir : path, optional
         Reducer checkpoints (see `run_distributed`).
+    report : bool
+        Write the figures (PNG, needs matplotlib) and ``report.md`` (default True).
     """
 
     models: str | os.PathLike | None = None
@@ -84,6 +87,7 @@ class PipelineOptions:
     task_hooks: dict | None = None
     run_id: str | None = None
     checkpoint_dir: str | os.PathLike | None = None
+    report: bool = True
 
 
 @dataclass
@@ -269,6 +273,13 @@ def run_pipeline(config: AnalysisConfig, options: PipelineOptions | None = None)
         result.flux_points = run_flux_points(dataset, config, executor)
     if result.flux_points is not None:
         outputs.write_flux_points(out_dir / "flux_points.ecsv", result.flux_points)
+
+    if options.report:
+        with _timed(timings, "report"):
+            write_report(out_dir, dataset, models=dataset.models, fit_result=result.fit,
+                         flux_points=result.flux_points, timings=dict(timings), reduction=result.reduction,
+                         source=config.flux_points.source or None,
+                         exclusion_region=list(config.datasets.background.exclusion_regions) or None)
 
     timings["total"] = time.perf_counter() - t_start
     result.reduction["timings"] = dict(timings)
