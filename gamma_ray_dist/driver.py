@@ -13,18 +13,32 @@ skipped (``strict=True`` re-raises instead); a crashed worker is retried ``max_r
 Ray (exceptions are not retried: they are data errors). A reducer actor that dies is restarted by
 Ray (``max_restarts``) or replaced; the driver notices a new incarnation in the replies and
 re-sends everything the new incarnation has not acknowledged (adds are idempotent), restoring from
-the reducer's checkpoint when ``checkpoint_dir`` is given.
+the reducer's checkpoint when there is one.
 
-Memory: the driver holds ObjectRefs only. Partial refs of a chunk are kept until the chunk is
-folded (or durable in a checkpoint); chunk-state refs until the root is done (or durable); the
-driver fetches one object of dataset size: the final state.
+Memory is bounded independently of the number of observations:
+
+* the root always checkpoints (atomically: temp file + ``os.replace``) every ``root_checkpoint_every``
+  merges, by default to a run-local temporary directory (removed at the end of the run), and the
+  driver drops each chunk-state ref as soon as the root reports it durable;
+* leaves checkpoint only when ``checkpoint_dir`` is given; otherwise the driver keeps the partial
+  refs of a chunk until the leaf has produced its state (that is what a restarted leaf is rebuilt
+  from), so a leaf holds at most ``fan_in`` partials;
+* at most ``max_open_chunks`` chunks are in the pipeline at once (leaf alive, or chunk state not yet
+  durable in the root): submission waits for a slot before it opens a new chunk. So live leaf
+  actors, partial refs (<= max_open_chunks x fan_in) and chunk-state refs (<= max_open_chunks) are
+  bounded; the run report records the peaks (``peak_open_chunks``, ``peak_chunk_refs_held``,
+  ``peak_partial_refs_held``).
+
+The driver holds ObjectRefs only and fetches one object of dataset size: the final state.
 """
 from __future__ import annotations
 
 import logging
 import os
 import pickle
+import math
 import shutil
+import tempfile
 import time
 import uuid
 from collections import deque
@@ -53,12 +67,19 @@ __all__ = [
     "run_distributed",
     "run_serial",
     "DEFAULT_FAN_IN",
+    "DEFAULT_ROOT_CHECKPOINT_EVERY",
 ]
 
 log = logging.getLogger(__name__)
 
 #: Observations folded by one leaf reducer. Part of the result's definition (the float64 sum order).
 DEFAULT_FAN_IN = 32
+
+#: Chunk merges between two checkpoints of the root reducer (unless ``checkpoint_every`` is smaller).
+#: A root checkpoint writes one stacked state (a few MB for DR1-like geometries: ~10-50 ms with the
+#: fsync) per ``4 * fan_in`` observations, i.e. seconds of reduction work, so the cost is ~1 %;
+#: the driver holds at most this many durable-pending chunk states (plus the open chunks).
+DEFAULT_ROOT_CHECKPOINT_EVERY = 4
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,6 +112,13 @@ class RunReport:
     stage_seconds: dict[str, float] = field(default_factory=dict)  # summed over tasks
     reducer_restarts: int = 0
     duplicate_obs_ids: list[int] = field(default_factory=list)
+    # Memory bound (see `run_distributed`): the limit on chunks in the pipeline, the root's
+    # checkpoint period, and the peaks observed by the driver.
+    max_open_chunks: int = 0
+    root_checkpoint_every: int = 0
+    peak_open_chunks: int = 0  # leaf reducers alive at once
+    peak_chunk_refs_held: int = 0  # chunk-state refs held for the root (not yet durable)
+    peak_partial_refs_held: int = 0  # partial refs held for the leaves (chunk not yet finalized)
 
     @property
     def n_ok(self) -> int:
@@ -247,10 +275,18 @@ class _ReducerLink:
         self.finalizing = False
         self.state_ref: ray.ObjectRef | None = None
         self.restarts = 0
+        self.refs_held = 0  # entries of `sent` that hold an ObjectRef (not released)
+        self._released_upto = 0  # keys[:_released_upto] have been released
 
     # -- sending -------------------------------------------------------------------------------
     def send(self, key: Hashable, ref: ray.ObjectRef) -> None:
+        if key in self.sent:
+            if self.sent[key][0] == "add":
+                self.refs_held -= 1
+            elif self.sent[key][0] == "released":
+                return  # already durable: nothing to (re-)send
         self.sent[key] = ("add", ref)
+        self.refs_held += 1
         self._call(key)
 
     def skip(self, key: Hashable, reason: str) -> None:
@@ -322,9 +358,13 @@ class _ReducerLink:
             self.n_acked = max(self.n_acked, reply.n_acknowledged)
             self.n_durable = max(self.n_durable, reply.n_durable)
         # What a checkpoint holds will be restored on restart: drop our refs to free the store.
-        for key in self.keys[: self.n_durable]:
+        while self._released_upto < min(self.n_durable, len(self.keys)):
+            key = self.keys[self._released_upto]
             if key in self.sent and self.sent[key][0] != "released":
+                if self.sent[key][0] == "add":
+                    self.refs_held -= 1
                 self.sent[key] = ("released", None)
+            self._released_upto += 1
 
     def _replace(self) -> None:
         """The actor is gone for good (restarts exhausted): start a fresh one."""
@@ -338,9 +378,10 @@ class _ReducerLink:
         self.failed_pings = 0
 
     def close(self) -> None:
-        ray.kill(self.handle, no_restart=True)
         self.sent.clear()
         self.calls.clear()
+        self.refs_held = 0
+        ray.kill(self.handle, no_restart=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,6 +414,8 @@ def run_distributed(
     actor_max_restarts: int = 3,
     run_id: str | None = None,
     wait_timeout: float = 1.0,
+    root_checkpoint_every: int | None = None,
+    max_open_chunks: int | None = None,
 ) -> RunResult:
     """Reduce observations on Ray into one accumulator state, bit-identical to `run_serial`.
 
@@ -396,8 +439,14 @@ def run_distributed(
     progress : bool or file-like
         False: silent; True: ``sys.stderr``; a stream: written there (bar on a TTY, else lines).
     checkpoint_dir : path, optional
-        Reducers checkpoint atomically under ``checkpoint_dir/run_id`` every ``checkpoint_every``
-        acknowledgements and restore from there after a restart; removed after a successful run.
+        All reducers (leaves and root) checkpoint atomically under ``checkpoint_dir/run_id`` and
+        restore from there after a restart; removed after a successful run. Without it only the
+        root checkpoints, into a fresh directory under the system temp dir (``tempfile.mkdtemp``,
+        removed when the run ends, however it ends); the root actor is then pinned to the driver's
+        node so that a restarted root finds its checkpoint. Leaves recover by re-sending (the
+        driver keeps a chunk's partial refs until its leaf has produced the chunk state).
+    checkpoint_every : int
+        Acknowledged observations between two checkpoints of a leaf (only with ``checkpoint_dir``).
     max_retries : int
         Ray retries of a task whose worker crashed (exceptions are never retried).
     actor_max_restarts : int
@@ -406,6 +455,16 @@ def run_distributed(
         Names the reducer actors ``"{run_id}.chunk{i:05d}"`` and ``"{run_id}.root"``; default random.
     wait_timeout : float
         Longest single `ray.wait`, seconds (also the progress refresh period when idle).
+    root_checkpoint_every : int, optional
+        Chunk merges between two checkpoints of the root (and when it completes); default
+        ``min(checkpoint_every, DEFAULT_ROOT_CHECKPOINT_EVERY)`` = 4. The driver drops a chunk-state
+        ref once the root reports it durable.
+    max_open_chunks : int, optional
+        Most chunks in the pipeline at once: leaf alive, or chunk state sent to the root and not yet
+        durable there. Submission does not open a new chunk beyond it. Bounds live leaf actors,
+        partial refs (``max_open_chunks * fan_in``) and chunk-state refs independently of the number
+        of observations. Default ``root_checkpoint_every + ceil(4 * max_in_flight / fan_in) + 2``
+        (never throttles a healthy run); must be ``>= root_checkpoint_every``.
 
     Returns
     -------
@@ -421,23 +480,52 @@ def run_distributed(
     if max_in_flight is None:
         max_in_flight = max(2, 3 * int(ray.cluster_resources().get("CPU", 1)))
     max_in_flight = max(1, int(max_in_flight))
-    report = RunReport(run_id, "ray", int(fan_in), len(chunks), max_in_flight, duplicate_obs_ids=dups)
+    # Submission never runs more than `window` observations ahead of the oldest unfinished one.
+    window = max(4 * max_in_flight, 2)
+    root_every = (min(int(checkpoint_every), DEFAULT_ROOT_CHECKPOINT_EVERY)
+                  if root_checkpoint_every is None else int(root_checkpoint_every))
+    root_every = max(1, root_every)
+    if max_open_chunks is None:
+        max_open_chunks = root_every + math.ceil(window / max(1, int(fan_in))) + 2
+    max_open_chunks = int(max_open_chunks)
+    if max_open_chunks < root_every:
+        # fewer slots than merges between root checkpoints: the root would never free a slot
+        raise ValueError(f"max_open_chunks={max_open_chunks} must be >= root_checkpoint_every={root_every}")
+    report = RunReport(run_id, "ray", int(fan_in), len(chunks), max_in_flight, duplicate_obs_ids=dups,
+                       max_open_chunks=max_open_chunks, root_checkpoint_every=root_every)
     if not ids:
         return RunResult(make_accumulator().state(), report)
 
-    ckpt_root = None if checkpoint_dir is None else Path(checkpoint_dir) / run_id
+    # Checkpoints: everything under checkpoint_dir/run_id when given; else the root only, in a
+    # run-local temporary directory on the driver's node (the root is pinned to that node).
+    own_tmp = checkpoint_dir is None and len(chunks) > 1
+    if checkpoint_dir is not None:
+        ckpt_root: Path | None = Path(checkpoint_dir) / run_id
+    elif own_tmp:
+        ckpt_root = Path(tempfile.mkdtemp(prefix=f"{run_id}-ckpt-"))
+    else:
+        ckpt_root = None
 
     def spawn(tag: str, generation: int, keys: tuple, mode: str):
+        is_root = tag == "root"
+        options: dict[str, Any] = {}
+        if own_tmp and is_root:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(
+                ray.get_runtime_context().get_node_id(), soft=False)
+        checkpoints = ckpt_root is not None and (is_root or checkpoint_dir is not None)
         return ReductionActor.options(
             name=f"{run_id}.{tag}" + (f".g{generation}" if generation else ""),
             max_restarts=actor_max_restarts,
             max_task_retries=0,  # the driver re-sends; Ray must not replay calls on its own
+            **options,
         ).remote(
             keys,
             make_accumulator,
             mode=mode,
-            checkpoint_path=None if ckpt_root is None else ckpt_root / f"{tag}.pkl",
-            checkpoint_every=checkpoint_every,
+            checkpoint_path=ckpt_root / f"{tag}.pkl" if checkpoints else None,
+            checkpoint_every=root_every if is_root else checkpoint_every,
         )
 
     def make_link(tag: str, keys: tuple, mode: str) -> _ReducerLink:
@@ -452,9 +540,8 @@ def run_distributed(
 
     remote_task = ray.remote(_task).options(num_returns=2, max_retries=int(max_retries), retry_exceptions=False)
 
-    # Bound how far submission runs ahead of the oldest unfinished observation: it bounds the
-    # partials buffered in leaves, the live leaves and the chunk states buffered in the root.
-    window = max(4 * max_in_flight, 2)
+    # Bound how far submission runs ahead of the oldest unfinished observation (partials buffered
+    # in leaves) and how many chunks are in the pipeline (live leaves, chunk-state refs held).
     position = {o: i for i, o in enumerate(ids)}
     finished = [False] * len(ids)
     lowest = 0
@@ -467,16 +554,31 @@ def run_distributed(
     bar = _make_progress(len(ids), progress)
     n_done = n_failed = 0
     t_tasks_done = None
+
+    def chunks_in_pipeline() -> int:
+        return len(leaves) + (root.refs_held if root is not None else 0)
+
+    def sample_peaks() -> None:
+        report.peak_open_chunks = max(report.peak_open_chunks, len(leaves))
+        if root is not None:
+            report.peak_chunk_refs_held = max(report.peak_chunk_refs_held, root.refs_held)
+        report.peak_partial_refs_held = max(report.peak_partial_refs_held,
+                                            sum(link.refs_held for link in leaves.values()))
+
+    completed = False
     try:
         while final_ref is None:
             while next_i < len(ids) and len(tasks) < max_in_flight and next_i < lowest + window:
                 obs_id = ids[next_i]
                 c = where[obs_id]
                 if c not in leaves:
+                    if chunks_in_pipeline() >= max_open_chunks:
+                        break  # a slot frees when a leaf finishes and the root checkpoints
                     leaves[c] = make_link(f"chunk{c:05d}", chunks[c], "add")
                 status_ref, partial_ref = remote_task.remote(shared_ref, obs_id)
                 tasks[status_ref] = (obs_id, partial_ref)
                 next_i += 1
+            sample_peaks()
 
             links = list(leaves.values()) + ([root] if root is not None else [])
             refs = list(tasks) + [call[1] for link in links for call in link.calls]
@@ -533,12 +635,14 @@ def run_distributed(
                 root.maybe_finalize()
                 if root.state_ref is not None:
                     final_ref = root.state_ref
+            sample_peaks()
             if bar is not None:
                 bar.update(n_done, n_failed)
 
         t0 = time.perf_counter()
         state = ray.get(final_ref)
         report.timings["fetch_result"] = time.perf_counter() - t0
+        completed = True
     finally:
         for ref in tasks:
             try:
@@ -553,13 +657,15 @@ def run_distributed(
                 pass
         if bar is not None:
             bar.close()
+        # Our own temporary directory cannot be resumed from: always remove it. A caller's
+        # checkpoint_dir is kept after a failure (a rerun with the same run_id restores from it).
+        if ckpt_root is not None and (own_tmp or completed):
+            shutil.rmtree(ckpt_root, ignore_errors=True)
     report.reducer_restarts = restarts
     t_end = time.perf_counter()
     report.timings["tasks"] = (t_tasks_done or t_end) - t_start
     report.timings["reduce_tail"] = t_end - (t_tasks_done or t_end)
     report.timings["total"] = t_end - t_start
-    if ckpt_root is not None:
-        shutil.rmtree(ckpt_root, ignore_errors=True)
     return RunResult(state, report)
 
 

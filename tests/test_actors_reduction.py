@@ -154,3 +154,30 @@ def test_progress_lines_off_tty_and_bar_on_tty():
     bar.close()
     out = tty.getvalue()
     assert out.startswith("\r") and out.endswith("\n") and "5/5" in out and "[####" in out
+
+
+def test_merge_mode_restores_its_checkpoint_without_the_durable_states(tmp_path):
+    # The driver drops chunk states once the root reports them durable: a restored root must
+    # finish from the states after the durable prefix only, with the same bits.
+    chunks = plan_chunks(IDS, 2)
+    states = [_fold(c, keys=c).finalize()[1] for c in chunks]
+    path = tmp_path / "root.pkl"
+    root = OrderedReducer(range(len(chunks)), make_accumulator, mode="merge", checkpoint_path=path,
+                          checkpoint_every=2)
+    for i in [1, 0, 2]:
+        reply = root.add(i, states[i])
+    assert (reply.n_acknowledged, reply.n_durable) == (3, 2)
+    again = OrderedReducer(range(len(chunks)), make_accumulator, mode="merge", checkpoint_path=path,
+                           checkpoint_every=2)
+    reply = again.acknowledged()
+    assert reply.n_acknowledged == reply.n_durable == 2
+    for i in range(reply.n_durable, len(chunks)):
+        again.add(i, states[i])
+    _, state = again.finalize()
+    expected = OrderedReducer(range(len(chunks)), make_accumulator, mode="merge")
+    for i, s in enumerate(states):
+        expected.add(i, s)
+    np.testing.assert_array_equal(state["values"], expected.finalize()[1]["values"])
+    assert state["values"].tobytes() == expected.finalize()[1]["values"].tobytes()
+    assert list(state["obs_ids"]) == sorted(IDS)
+    assert path.exists() and [p.name for p in tmp_path.iterdir()] == [path.name]

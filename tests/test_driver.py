@@ -133,3 +133,79 @@ def test_progress_off_tty_is_log_lines(ray_session):
 
 def test_ensure_ray_keeps_the_running_session(ray_session):
     assert ensure_ray()["CPU"] == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory bound: what the driver holds does not grow with the number of observations
+# ---------------------------------------------------------------------------------------------
+MANY = list(range(1000, 1048))
+
+
+def test_refs_held_and_open_chunks_are_bounded_independently_of_the_observations(ray_session, tmp_path,
+                                                                                 monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the root's default checkpoints go
+    fan_in, bound, every = 2, 3, 2
+    ids = MANY[:32]  # 16 chunks: many more than the bound
+    serial = run_serial(ids, fake_task, {}, make_accumulator, fan_in=fan_in, progress=False)
+    result = run_distributed(ids, fake_task, {"sleep_max": 0.005}, make_accumulator, fan_in=fan_in,
+                             max_in_flight=4, progress=False, max_open_chunks=bound, root_checkpoint_every=every)
+    _assert_same(result.state, serial.state)
+    report = result.report
+    assert report.n_chunks == len(ids) // fan_in and report.n_chunks > 4 * bound
+    assert report.max_open_chunks == bound and report.root_checkpoint_every == every
+    # the driver really held refs (the counters are live), but never more than the bound
+    assert 1 <= report.peak_chunk_refs_held <= bound
+    assert 1 <= report.peak_open_chunks <= bound
+    assert 1 <= report.peak_partial_refs_held <= bound * fan_in
+    assert list(tmp_path.iterdir()) == []  # the run-local checkpoint directory is removed
+
+
+def test_default_bound_does_not_depend_on_the_number_of_observations(ray_session):
+    # Defaults (no checkpoint_dir): the root checkpoints to a temporary directory, so the driver
+    # drops chunk states; with 2x the observations the peaks stay under the same bound.
+    kw = dict(fan_in=4, max_in_flight=1, progress=False)  # bound 4 + ceil(4 / 4) + 2 = 7 chunks
+    import tempfile
+    from pathlib import Path
+
+    small = run_distributed(MANY[:24], fake_task, {}, make_accumulator, **kw).report
+    result = run_distributed(MANY, fake_task, {}, make_accumulator, **kw)
+    big = result.report
+    _assert_same(result.state, run_serial(MANY, fake_task, {}, make_accumulator, **kw).state)
+    for report in (small, big):  # the run-local checkpoint directories are gone
+        assert not list(Path(tempfile.gettempdir()).glob(f"{report.run_id}-ckpt-*"))
+    assert small.max_open_chunks == big.max_open_chunks == 7 < big.n_chunks == 2 * small.n_chunks
+    assert big.root_checkpoint_every == 4
+    for report in (small, big):
+        assert report.peak_chunk_refs_held <= report.max_open_chunks
+        assert report.peak_open_chunks <= report.max_open_chunks
+        assert report.peak_partial_refs_held <= report.max_open_chunks * report.fan_in
+    assert big.peak_chunk_refs_held < big.n_chunks
+
+
+def test_open_chunk_limit_below_the_root_checkpoint_period_is_rejected(ray_session):
+    with pytest.raises(ValueError, match="max_open_chunks"):
+        run_distributed(IDS, fake_task, {}, make_accumulator, fan_in=FAN_IN, progress=False,
+                        max_open_chunks=2, root_checkpoint_every=3)
+
+
+def test_root_killed_restores_from_its_default_checkpoint(ray_session, serial_state, tmp_path, monkeypatch):
+    # No checkpoint_dir: the root checkpoints after every merge into a run-local temp directory,
+    # the driver has released the durable chunk states, and a killed root must restore from disk.
+    import tempfile
+
+    systmp = tmp_path / "systmp"
+    systmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(systmp))
+    run_id = "killroot-default"
+    shared = {"marker_dir": str(tmp_path), "kill": {IDS[10]: (f"{run_id}.root", 2)}}
+    result = run_distributed(
+        IDS, fake_task, shared, make_accumulator, fan_in=FAN_IN, max_in_flight=2, progress=False,
+        run_id=run_id, root_checkpoint_every=1, max_open_chunks=1,
+    )
+    assert (tmp_path / f"kill-{IDS[10]}").exists()
+    _assert_same(result.state, serial_state)
+    assert result.report.reducer_restarts == 1
+    assert result.report.peak_chunk_refs_held <= 1 and result.report.peak_open_chunks <= 1
+    assert list(systmp.iterdir()) == []  # temp checkpoint directory removed
