@@ -41,10 +41,10 @@ def test_psf_and_edisp_are_normalised():
     rad = np.linspace(0, 2.0, 20001)  # deg
     for e, th in [(0.1, 0.0), (1.0, 0.5), (30.0, 2.0)]:
         dens = IRFS.psf(rad, e, th)  # sr-1
-        integral = np.trapz(dens * 2 * np.pi * np.sin(np.radians(rad)), np.radians(rad))
+        integral = np.trapezoid(dens * 2 * np.pi * np.sin(np.radians(rad)), np.radians(rad))
         assert integral == pytest.approx(1.0, rel=1e-3)
         migra = np.linspace(-1, 4, 20001)
-        assert np.trapz(IRFS.edisp(migra, e, th), migra) == pytest.approx(1.0, rel=1e-6)
+        assert np.trapezoid(IRFS.edisp(migra, e, th), migra) == pytest.approx(1.0, rel=1e-6)
 
 
 def test_aeff_shape():
@@ -108,14 +108,14 @@ def test_expected_counts_by_quadrature():
     src = SourceModel()
     e = np.geomspace(IRFS.energy_true_edges[0], IRFS.energy_true_edges[-1], 200001)
     offset = 0.5
-    brute = np.trapz(src.dnde(e) * IRFS.aeff(e, offset) * 1e4, e) * 1800.0
+    brute = np.trapezoid(src.dnde(e) * IRFS.aeff(e, offset) * 1e4, e) * 1800.0
     mu = expected_signal_counts(IRFS, src, src.ra, src.dec + offset, 1800.0)
     assert mu == pytest.approx(brute, rel=1e-4)
     # background: integrate the rate over a fine FoV grid and energy
     x = np.linspace(IRFS.fov_edges[0], IRFS.fov_edges[-1], 1201)
     eb = np.geomspace(IRFS.energy_edges[0], IRFS.energy_edges[-1], 4001)
-    spatial = np.trapz(np.trapz(np.exp(-0.5 * (x[:, None] ** 2 + x**2) / IRFS.aeff_offset_sigma**2), x), x)
-    spec = np.trapz(IRFS.bkg(eb, 0.0, 0.0) * 1e6, eb)
+    spatial = np.trapezoid(np.trapezoid(np.exp(-0.5 * (x[:, None] ** 2 + x**2) / IRFS.aeff_offset_sigma**2), x), x)
+    spec = np.trapezoid(IRFS.bkg(eb, 0.0, 0.0) * 1e6, eb)
     assert expected_background_counts(IRFS, 1800.0) == pytest.approx(spec * spatial * np.radians(1) ** 2 * 1800,
                                                                       rel=1e-4)
 
