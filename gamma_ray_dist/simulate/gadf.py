@@ -97,15 +97,19 @@ def aeff_hdu(irfs: AnalyticIRFs, extname: str | None = None) -> fits.BinTableHDU
 
 
 def edisp_hdu(irfs: AnalyticIRFs, extname: str | None = None) -> fits.BinTableHDU:
-    """``edisp_2d`` HDU: MATRIX = mean dP/dmigra per migra bin (true energy x migra x offset)."""
-    e = _centers(irfs.energy_true_edges, log=True)
+    """``edisp_2d`` HDU: MATRIX = mean dP/dmigra per migra bin (true energy x migra x offset).
+
+    The Gaussian is truncated to the migra axis and renormalised, as the event sampler does.
+    """
+    e = _centers(irfs.edisp_energy_true_edges, log=True)
     m = irfs.migra_edges
     pdf = edisp_bin_pdf(irfs, m[None, :-1], m[None, 1:], e[:, None])
-    data = np.repeat(pdf[:, :, None], len(irfs.offset_edges) - 1, axis=2)
+    pdf = pdf / edisp_bin_pdf(irfs, m[0], m[-1], e)[:, None] / (m[-1] - m[0])
+    data = np.repeat(pdf[:, :, None], len(irfs.edisp_offset_edges) - 1, axis=2)
     cols = (
-        _axis_columns("ENERG", irfs.energy_true_edges, "TeV")
+        _axis_columns("ENERG", irfs.edisp_energy_true_edges, "TeV")
         + _axis_columns("MIGRA", m, None)
-        + _axis_columns("THETA", irfs.offset_edges, "deg")
+        + _axis_columns("THETA", irfs.edisp_offset_edges, "deg")
     )
     cols.append(_data_column("MATRIX", data, None))
     return _irf_hdu("edisp_2d", cols, extname)
@@ -113,10 +117,10 @@ def edisp_hdu(irfs: AnalyticIRFs, extname: str | None = None) -> fits.BinTableHD
 
 def psf_3gauss_hdu(irfs: AnalyticIRFs, extname: str | None = None) -> fits.BinTableHDU:
     """``psf_3gauss`` HDU: SCALE (sr-1), SIGMA_1..3 (deg), AMPL_2, AMPL_3 on true energy x offset."""
-    e = _centers(irfs.energy_true_edges, log=True)
-    th = _centers(irfs.offset_edges, log=False)
+    e = _centers(irfs.psf_energy_true_edges, log=True)
+    th = _centers(irfs.psf_offset_edges, log=False)
     p = psf_3gauss_params(irfs, e[:, None], th[None, :])
-    cols = _axis_columns("ENERG", irfs.energy_true_edges, "TeV") + _axis_columns("THETA", irfs.offset_edges, "deg")
+    cols = _axis_columns("ENERG", irfs.psf_energy_true_edges, "TeV") + _axis_columns("THETA", irfs.psf_offset_edges, "deg")
     units = {"SCALE": "sr-1", "SIGMA_1": "deg", "SIGMA_2": "deg", "SIGMA_3": "deg", "AMPL_2": "", "AMPL_3": ""}
     for col, unit in units.items():
         cols.append(_data_column(col, np.broadcast_to(p[col.lower()], (len(e), len(th))), unit or None))
@@ -125,13 +129,13 @@ def psf_3gauss_hdu(irfs: AnalyticIRFs, extname: str | None = None) -> fits.BinTa
 
 def psf_table_hdu(irfs: AnalyticIRFs, extname: str | None = None) -> fits.BinTableHDU:
     """``psf_table`` HDU: RPSF (sr-1) at bin centres of true energy x offset x rad."""
-    e = _centers(irfs.energy_true_edges, log=True)
-    th = _centers(irfs.offset_edges, log=False)
+    e = _centers(irfs.psf_energy_true_edges, log=True)
+    th = _centers(irfs.psf_offset_edges, log=False)
     rad = _centers(irfs.rad_edges, log=False)
     data = psf_values(irfs, rad[None, None, :], e[:, None, None], th[None, :, None])
     cols = (
-        _axis_columns("ENERG", irfs.energy_true_edges, "TeV")
-        + _axis_columns("THETA", irfs.offset_edges, "deg")
+        _axis_columns("ENERG", irfs.psf_energy_true_edges, "TeV")
+        + _axis_columns("THETA", irfs.psf_offset_edges, "deg")
         + _axis_columns("RAD", irfs.rad_edges, "deg")
     )
     cols.append(_data_column("RPSF", data, "sr-1"))

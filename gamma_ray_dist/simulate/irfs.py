@@ -34,6 +34,24 @@ def _log_edges(e_min: float, e_max: float, per_decade: int) -> np.ndarray:
     return np.geomspace(e_min, e_max, n + 1)
 
 
+def _log_edges_piecewise(breaks, per_decade) -> np.ndarray:
+    """Log edges from ``breaks[0]`` to ``breaks[-1]``, ``per_decade[i]`` bins per decade in piece i."""
+    pieces = [_log_edges(lo, hi, n) for lo, hi, n in zip(breaks[:-1], breaks[1:], per_decade)]
+    return np.concatenate([pieces[0]] + [p[1:] for p in pieces[1:]])
+
+
+def _rad_edges(step0: float = 0.0015, r_lin: float = 0.021, ratio: float = 1.05, r_max: float = 1.0) -> np.ndarray:
+    """PSF rad edges: uniform ``step0`` up to ``r_lin``, then growing geometrically by ``ratio``.
+
+    Linear interpolation of a Gaussian of width sigma between nodes spaced ``h`` errs by about
+    ``h^2 / (8 sigma^2)`` of the peak, so the step must stay ~0.1 of the narrowest core width
+    (0.0175 deg at 100 TeV on axis) near the centre and ~0.1 r further out.
+    """
+    lin = np.arange(0.0, r_lin + 0.5 * step0, step0)
+    n = int(np.ceil(np.log(r_max / r_lin) / np.log(ratio)))
+    return np.concatenate([lin, np.geomspace(r_lin, r_max, n + 1)[1:]])
+
+
 @dataclass(frozen=True)
 class AnalyticIRFs:
     """Parameters and tabulation grids of the analytic IRFs.
@@ -64,8 +82,28 @@ class AnalyticIRFs:
         Background rate at 1 TeV in the FoV centre, s-1 MeV-1 sr-1 (before the turn-on).
     bkg_index : float
         Power-law index of the background rate in reconstructed energy.
-    energy_true_edges, offset_edges, migra_edges, rad_edges, energy_edges, fov_edges : ndarray
-        Binning of the tabulated HDUs (TeV, deg, -, deg, TeV, deg).
+    energy_true_edges, offset_edges : ndarray
+        True energy (TeV) and offset (deg) binning of the effective area (``energy_true_edges``
+        also bounds the sampled true energies; ``offset_edges`` is also the ``bkg_2d`` offset axis).
+    edisp_energy_true_edges, edisp_offset_edges, migra_edges : ndarray
+        Binning of the energy dispersion (TeV, deg, -); the dispersion does not depend on offset.
+    psf_energy_true_edges, psf_offset_edges, rad_edges : ndarray
+        Binning of the PSF (TeV, deg, deg; ``rad_edges`` only for ``psf_table``).
+    energy_edges, fov_edges : ndarray
+        Reconstructed energy (TeV) and FoV lon/lat (deg) binning of the background; they also
+        bound the sampled background events.
+
+    Notes
+    -----
+    gammapy (and `gamma_ray_dist.irf`) interpolate the tables linearly between bin centres (log
+    energy; background values in log), so the grids are chosen for an interpolation error below
+    0.5 % of each IRF against the analytic function for true / reconstructed energies 0.15-90 TeV
+    (where the effective area exceeds 10 % of its maximum) and offsets up to 2.5 deg: relative
+    error of the effective area and background, error of the PSF relative to its peak, absolute
+    error of the cumulative migration distribution (``tests/test_simulate_gammapy.py`` checks this).
+    Each IRF has its own axes, as GADF allows: the steep effective-area turn-on needs many energy
+    nodes, the slowly varying PSF and energy dispersion few, and the offset-independent energy
+    dispersion only two offset nodes, which keeps the IRF HDUs small (~50 kB gzipped per file).
     """
 
     aeff_max: float = 1.0e5
@@ -82,12 +120,17 @@ class AnalyticIRFs:
     psf_offset_coeff: float = 0.1
     bkg_norm: float = 4.0e-5
     bkg_index: float = 2.7
-    energy_true_edges: np.ndarray = field(default_factory=lambda: _log_edges(10**-1.5, 100.0, 8))
-    offset_edges: np.ndarray = field(default_factory=lambda: np.linspace(0.0, 3.0, 13))
+    energy_true_edges: np.ndarray = field(default_factory=lambda: _log_edges(10**-1.5, 100.0, 40))
+    offset_edges: np.ndarray = field(default_factory=lambda: np.linspace(0.0, 3.0, 31))
+    edisp_energy_true_edges: np.ndarray = field(default_factory=lambda: _log_edges(10**-1.5, 100.0, 16))
+    edisp_offset_edges: np.ndarray = field(default_factory=lambda: np.array([0.0, 1.5, 3.0]))
     migra_edges: np.ndarray = field(default_factory=lambda: np.linspace(0.2, 2.5, 93))
-    rad_edges: np.ndarray = field(default_factory=lambda: np.linspace(0.0, 1.0, 101))
-    energy_edges: np.ndarray = field(default_factory=lambda: _log_edges(10**-1.5, 10**2.5, 8))
-    fov_edges: np.ndarray = field(default_factory=lambda: np.linspace(-3.0, 3.0, 25))
+    psf_energy_true_edges: np.ndarray = field(default_factory=lambda: _log_edges(10**-1.5, 100.0, 12))
+    psf_offset_edges: np.ndarray = field(default_factory=lambda: np.r_[0.0, np.linspace(0.1, 2.9, 15), 3.0])
+    rad_edges: np.ndarray = field(default_factory=_rad_edges)
+    energy_edges: np.ndarray = field(
+        default_factory=lambda: _log_edges_piecewise([10**-1.5, 0.1, 10**0.2, 10**2.5], [4, 30, 6]))
+    fov_edges: np.ndarray = field(default_factory=lambda: np.linspace(-3.0, 3.0, 41))
 
     # Pure evaluations bound to the parameters (thin wrappers, for convenience).
     def aeff(self, energy_true, offset) -> np.ndarray:
