@@ -13,7 +13,8 @@ from typing import Any, Callable, Mapping, Sequence, Union
 
 import ray
 
-__all__ = ["Job", "resolve_job_fn", "ProfileEvaluator", "ProfileWorker", "map_serial", "map_on_workers"]
+__all__ = ["Job", "resolve_job_fn", "ProfileEvaluator", "ProfileWorker", "WorkerGroup", "map_serial",
+           "map_on_workers"]
 
 #: ``fn`` is a callable ``fn(dataset, **kwargs)``, an import path ``"pkg.mod:func"`` /
 #: ``"pkg.mod.func"`` of such a function, or a bare method name called as ``dataset.name(**kwargs)``.
@@ -53,12 +54,50 @@ class ProfileEvaluator:
         """Evaluate one job and return its result."""
         return resolve_job_fn(self.dataset, fn)(**dict(kwargs or {}))
 
+    def load(self, dataset: Any) -> bool:
+        """Hold another dataset (a reused worker between two `map_on_workers` calls)."""
+        self.dataset = dataset
+        return True
+
     def ping(self) -> bool:
         return True
 
 
 #: One CPU per worker: the jobs are fits, i.e. real compute.
 ProfileWorker = ray.remote(num_cpus=1)(ProfileEvaluator)
+
+
+class WorkerGroup:
+    """Profile workers shared by successive `map_on_workers` calls (e.g. profiles, then flux points).
+
+    Each call loads its dataset into the workers it uses (``load``, ordered before its jobs); the
+    processes (1-2 s each to start, 5-10 s on a loaded machine) are started once. Workers hold one
+    CPU each while they live: close the group (or use it as a context manager) when done, so that
+    later reduction tasks get the CPUs back.
+    """
+
+    def __init__(self) -> None:
+        self._workers: list[Any] = []
+
+    def get(self, n: int) -> list[Any]:
+        """``n`` workers (started when missing)."""
+        while len(self._workers) < n:
+            self._workers.append(ProfileWorker.remote(None))
+        return self._workers[:n]
+
+    def close(self) -> None:
+        workers, self._workers = self._workers, []
+        for worker in workers:
+            try:
+                ray.kill(worker)
+            except Exception:  # noqa: BLE001
+                pass
+
+    def __enter__(self) -> "WorkerGroup":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 def map_serial(dataset: Any, jobs: Sequence[Job]) -> list[Any]:
@@ -75,6 +114,7 @@ def map_on_workers(
     max_in_flight_per_worker: int = 2,
     return_exceptions: bool = False,
     wait_timeout: float = 1.0,
+    workers: WorkerGroup | None = None,
 ) -> list[Any]:
     """Evaluate independent jobs on a few workers that each hold ``dataset`` once.
 
@@ -92,6 +132,8 @@ def map_on_workers(
         If True a failed job's exception is returned in its slot; else the first failure raises.
     wait_timeout : float
         Seconds per `ray.wait` round.
+    workers : WorkerGroup, optional
+        Reuse (and keep) these workers; default: start ``n_workers`` and kill them at the end.
 
     Returns
     -------
@@ -107,7 +149,13 @@ def map_on_workers(
     k = max(1, int(max_in_flight_per_worker))
 
     dataset_ref = dataset if isinstance(dataset, ray.ObjectRef) else ray.put(dataset)
-    workers = [ProfileWorker.remote(dataset_ref) for _ in range(n_workers)]
+    group = workers
+    if group is None:
+        workers = [ProfileWorker.remote(dataset_ref) for _ in range(n_workers)]
+    else:
+        workers = group.get(n_workers)
+        for worker in workers:
+            worker.load.remote(dataset_ref)  # before this call's jobs (actor calls run in order)
     queues = [list(range(w, len(jobs), n_workers))[::-1] for w in range(n_workers)]  # pop() = next
     in_flight = [0] * n_workers
     pending: dict[ray.ObjectRef, tuple[int, int]] = {}  # ref -> (job index, worker)
@@ -136,8 +184,17 @@ def map_on_workers(
                     value = value.error
                 results[i] = value
     finally:
-        for worker in workers:
-            ray.kill(worker)
+        if group is None:
+            for worker in workers:
+                ray.kill(worker)
+        else:
+            if pending:  # an error stopped us: let queued jobs finish before the workers are reused
+                try:
+                    ray.wait(list(pending), num_returns=len(pending), timeout=60)
+                except Exception:  # noqa: BLE001
+                    pass
+            for worker in workers:
+                worker.load.remote(None)  # release the dataset
     return results
 
 

@@ -27,7 +27,8 @@ import ray
 
 from .protocols import Accumulator, AccumulatorFactory
 
-__all__ = ["Reply", "OrderedReducer", "ReductionActor", "CHECKPOINT_VERSION"]
+__all__ = ["Reply", "OrderedReducer", "ReductionActor", "CHECKPOINT_VERSION", "lookup_reducer",
+           "register_alias", "unregister_alias", "ALIAS_NAMESPACE"]
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +64,16 @@ class OrderedReducer:
 
     def __init__(
         self,
-        keys: Sequence[Hashable],
-        make_accumulator: AccumulatorFactory,
+        keys: Sequence[Hashable] = (),
+        make_accumulator: AccumulatorFactory | None = None,
         *,
         mode: Literal["add", "merge"] = "add",
         checkpoint_path: str | os.PathLike | None = None,
         checkpoint_every: int = 8,
     ) -> None:
+        self._configure(keys, make_accumulator, mode, checkpoint_path, checkpoint_every)
+
+    def _configure(self, keys, make_accumulator, mode, checkpoint_path, checkpoint_every) -> None:
         if mode not in ("add", "merge"):
             raise ValueError(f"mode must be 'add' or 'merge', got {mode!r}")
         self._keys = tuple(sorted(keys))
@@ -80,7 +84,8 @@ class OrderedReducer:
         self._mode = mode
         self._path = None if checkpoint_path is None else Path(checkpoint_path)
         self._every = max(1, int(checkpoint_every))
-        self._acc: Accumulator = make_accumulator()
+        # No factory: a blank reducer (an idle pooled actor) that holds nothing until `reset`.
+        self._acc: Accumulator | None = None if make_accumulator is None else make_accumulator()
         self._next = 0  # index in _keys of the next key to fold
         self._buffer: dict[Hashable, tuple[str, Any]] = {}  # early arrivals: key -> (kind, payload)
         self._skipped: dict[Hashable, str] = {}
@@ -90,6 +95,31 @@ class OrderedReducer:
         self._incarnation = uuid.uuid4().hex
         if self._path is not None and self._path.exists():
             self._restore()
+
+    def reset(
+        self,
+        keys: Sequence[Hashable],
+        make_accumulator: AccumulatorFactory,
+        *,
+        mode: Literal["add", "merge"] = "add",
+        checkpoint_path: str | os.PathLike | None = None,
+        checkpoint_every: int = 8,
+    ) -> Reply:
+        """Start over for new keys, as if freshly constructed (a new incarnation).
+
+        Lets a warm actor process serve run after run: process start and imports (1-10 s on a
+        loaded machine) are paid once, not per reducer per run. Restores from ``checkpoint_path``
+        when it exists, as the constructor does.
+        """
+        if make_accumulator is None:
+            raise ValueError("reset needs an accumulator factory")
+        self._configure(keys, make_accumulator, mode, checkpoint_path, checkpoint_every)
+        return self._reply()
+
+    def clear(self) -> bool:
+        """Drop keys, buffered items and state (an idle pooled actor holds no memory)."""
+        self._configure((), None, "add", None, 1)
+        return True
 
     # -- calls -------------------------------------------------------------------------------
     def add(self, key: Hashable, item: Any) -> Reply:
@@ -218,6 +248,39 @@ class OrderedReducer:
         self._n_added = self._next - len(self._skipped)
         self._n_durable = self._next
         log.info("restored %s: %d/%d keys acknowledged", self._path, self._next, len(self._keys))
+
+
+# ---------------------------------------------------------------------------------------------
+# Logical names of pooled reducer actors
+# ---------------------------------------------------------------------------------------------
+#: Ray internal-KV namespace mapping a reducer's logical name (``"{run_id}.chunk00000"``) to the
+#: name of the (pooled, reused) actor process currently serving it. Ray actor names are fixed at
+#: creation, so a warm actor reused across runs cannot carry the per-run name itself.
+ALIAS_NAMESPACE = "gamma_ray_dist.reducers"
+
+
+def register_alias(alias: str, actor_name: str) -> None:
+    """Record that the reducer called ``alias`` is served by the actor named ``actor_name``."""
+    from ray.experimental import internal_kv
+
+    internal_kv._internal_kv_put(alias, actor_name, overwrite=True, namespace=ALIAS_NAMESPACE)
+
+
+def unregister_alias(alias: str) -> None:
+    from ray.experimental import internal_kv
+
+    internal_kv._internal_kv_del(alias, namespace=ALIAS_NAMESPACE)
+
+
+def lookup_reducer(name: str):
+    """Handle of the reducer actor with logical name ``name`` (e.g. ``"{run_id}.root"``).
+
+    Resolves the alias of a pooled actor first, else a named actor. Raises ValueError if none.
+    """
+    from ray.experimental import internal_kv
+
+    target = internal_kv._internal_kv_get(name, namespace=ALIAS_NAMESPACE)
+    return ray.get_actor(target.decode() if target else name)
 
 
 #: The Ray actor around `OrderedReducer`. It needs no CPU of its own (folding is cheap next to

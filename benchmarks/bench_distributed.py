@@ -12,8 +12,12 @@ Usage::
     python benchmarks/bench_distributed.py --targets crab,pks2155 --max-obs 8 --skip-gammapy-parallel
     python benchmarks/bench_distributed.py --data /path/to/hess-dl3-dr1 --json results.json
 
-Timings are wall clock of the reduction only (data store opened, observations selected beforehand);
-a short untimed run first lets imports and Ray worker start-up happen. Ray runs its workers at
+Timings are wall clock of the reduction only (data store opened, observations selected beforehand).
+Ray is started before any timing (a cluster is long-lived). "cold" is the first run of a backend in
+the process (Ray: worker processes, imports, spec caches and reducer actors start during it); "warm"
+runs repeat the same reduction in the same process (warm workers, warm reducer actors from the
+driver's pool), interleaved serial / 1 worker / 2 workers, ``--repeats`` times (median and best
+reported). gammapy runs in the same process after ours. The load average is printed. Ray runs its workers at
 niceness 15 by default, which on a machine shared with other jobs starves them against the serial runs
 (niceness 0); the benchmark starts Ray with ``RAY_worker_niceness=0`` (``--ray-niceness``) so that all
 modes compete for the CPUs on equal terms.
@@ -74,7 +78,8 @@ def target_config(data: Path, name: str):
 PHASES: dict[str, dict[str, float]] = {}
 
 
-#: observations per leaf reducer (``--fan-in``); every leaf and the root are Ray actors, each a new process
+#: observations per leaf reducer (``--fan-in``); every leaf and the root are Ray actors (warm ones
+#: from the driver's pool after the first run); 64 >= the observations of any target: one leaf, no root
 FAN_IN = 64
 
 
@@ -89,7 +94,7 @@ def ours(cases: list, serial: bool, max_in_flight: int | None = None, label: str
         state, report = reduce_stacked(config, ids, opts)
         if report.n_failed:
             print(f"  warning: {report.n_failed} failed: {[f.message for f in report.failures]}")
-        for key in ("tasks", "reduce_tail"):
+        for key in ("tasks", "reduce_tail", "prestart_reducers", "fetch_result"):
             phases[key] = phases.get(key, 0.0) + report.timings.get(key, 0.0)
         phases["task_cpu_sum"] = phases.get("task_cpu_sum", 0.0) + report.stage_seconds.get("task", 0.0)
         states.append(state)
@@ -191,6 +196,16 @@ def _same(a: list, b: list) -> bool:
     return True
 
 
+def _load() -> str:
+    return "/".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _phase_line(label: str, ph: dict) -> str:
+    return (f"  {label:<34} tasks {ph.get('tasks', 0):6.2f} s  tail {ph.get('reduce_tail', 0):5.2f} s  "
+            f"task sum {ph.get('task_cpu_sum', 0):6.2f} s  prestart {ph.get('prestart_reducers', 0):5.2f} s  "
+            f"fetch {ph.get('fetch_result', 0):5.2f} s")
+
+
 def main(argv: list[str] | None = None) -> int:
     global FAN_IN
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -198,13 +213,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--targets", default=",".join(TARGETS), help=f"comma list of {list(TARGETS)}")
     parser.add_argument("--max-obs", type=int, default=None, help="at most this many observations per target")
     parser.add_argument("--num-cpus", type=int, default=2, help="CPUs of the local Ray")
+    parser.add_argument("--repeats", type=int, default=3, help="warm runs of each of our modes (interleaved)")
     parser.add_argument("--skip-gammapy", action="store_true", help="no gammapy runs at all")
     parser.add_argument("--skip-gammapy-parallel", action="store_true", help="no DatasetsMaker(n_jobs=2) runs")
     parser.add_argument("--skip-profiles", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--fan-in", type=int, default=FAN_IN,
-                        help="observations per leaf reducer actor (each actor costs a process start, 2-5 s "
-                             "on a loaded 2-core machine; the example config's 8 gives 12 actors for 60 obs)")
+                        help="observations per leaf reducer (64: one leaf per target, no root)")
     parser.add_argument("--ray-niceness", type=int, default=0,
                         help="niceness of the Ray worker processes (Ray's default is 15, which starves them "
                              "on a shared machine; 0 = the priority of the serial runs)")
@@ -212,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import ray
 
-    from gamma_ray_dist.driver import ensure_ray
+    from gamma_ray_dist.driver import REDUCER_POOL, ensure_ray
 
     FAN_IN = args.fan_in
     from gamma_ray_dist.pipeline.inputs import open_datastore, select_obs_ids
@@ -224,17 +239,35 @@ def main(argv: list[str] | None = None) -> int:
         cases.append((config, ids))
         print(f"{name}: {len(ids)} observations")
     n_obs = sum(len(ids) for _, ids in cases)
+    load_start = _load()
+    # A cluster is long-lived: Ray is started before any timing, and its start is reported apart.
     os.environ.setdefault("RAY_worker_niceness", str(args.ray_niceness))  # read when Ray starts
+    t0 = time.perf_counter()
     ensure_ray(num_cpus=args.num_cpus, log_to_driver=False)
-    warm = [(cases[0][0], cases[0][1][:2])]
-    ours(warm, serial=True)
-    ours(warm, serial=False)  # Ray workers import the package once
-    PHASES.clear()
+    t_ray = time.perf_counter() - t0
     rows: dict[str, float] = {}
-    rows["ours serial"], ref_states = ours(cases, serial=True, label="ours serial")
-    rows["ours Ray, 1 worker"], states1 = ours(cases, serial=False, max_in_flight=1, label="ours Ray, 1 worker")
-    rows["ours Ray, 2 workers"], states2 = ours(cases, serial=False, label="ours Ray, 2 workers")
-    identical = _same(ref_states, states1) and _same(ref_states, states2)
+    # Cold: the first run of each backend in this process. Serial builds this process's spec caches;
+    # the first Ray run starts the worker processes (imports, spec caches) and the reducer actors.
+    rows["ours serial, cold (first run in the process)"], ref_states = ours(cases, serial=True, label="serial cold")
+    rows["ours Ray 2 workers, cold (first run after Ray start)"], states_cold = ours(
+        cases, serial=False, label="Ray 2w cold")
+    print(f"  reducer actors started {REDUCER_POOL.created}, reused {REDUCER_POOL.reused}")
+    # Warm: repeated runs in the same process, interleaved so that load changes hit all modes.
+    warm: dict[str, list[float]] = {"ours serial, warm": [], "ours Ray 1 worker, warm": [],
+                                    "ours Ray 2 workers, warm": []}
+    identical = _same(ref_states, states_cold)
+    for _ in range(max(1, args.repeats)):
+        t, st = ours(cases, serial=True, label="serial warm")
+        warm["ours serial, warm"].append(t)
+        t, st1 = ours(cases, serial=False, max_in_flight=1, label="Ray 1w warm")
+        warm["ours Ray 1 worker, warm"].append(t)
+        t, st2 = ours(cases, serial=False, label="Ray 2w warm")
+        warm["ours Ray 2 workers, warm"].append(t)
+        identical = identical and _same(ref_states, st) and _same(ref_states, st1) and _same(ref_states, st2)
+    print(f"  reducer actors started {REDUCER_POOL.created}, reused {REDUCER_POOL.reused} (all runs)")
+    for mode, ts in warm.items():
+        rows[mode + " (median)"] = float(np.median(ts))
+        rows[mode + " (best)"] = float(np.min(ts))
     if not args.skip_gammapy:
         rows["gammapy serial"] = gammapy_serial(cases, args.data)
         if not args.skip_gammapy_parallel:
@@ -242,24 +275,31 @@ def main(argv: list[str] | None = None) -> int:
                                                                                       "multiprocessing")
             rows["gammapy DatasetsMaker n_jobs=2 ray"] = gammapy_parallel(cases, args.data, "ray")
 
-    base = rows["ours Ray, 2 workers"]
-    print(f"\n{n_obs} observations, {len(cases)} targets, {int(ray.cluster_resources().get('CPU', 0))} Ray CPUs")
-    print(f"{'mode':<48} {'time s':>8} {'s/obs':>7} {'vs ours 2w':>11}")
+    base = rows["ours Ray 2 workers, warm (median)"]
+    print(f"\n{n_obs} observations, {len(cases)} targets, {int(ray.cluster_resources().get('CPU', 0))} Ray CPUs, "
+          f"fan_in {FAN_IN}; Ray start (untimed below) {t_ray:.1f} s; load average at start {load_start}, "
+          f"at end {_load()}; {args.repeats} warm repeats")
+    print(f"{'mode':<56} {'time s':>8} {'ms/obs':>7} {'vs ours 2w warm':>15}")
     for mode, t in rows.items():
-        print(f"{mode:<48} {t:8.2f} {t / n_obs:7.3f} {t / base:10.2f}x")
-    print("\nours, per phase (summed over targets): until the last task finished / reducer tail after it / "
-          "summed task wall time in the workers")
+        print(f"{mode:<56} {t:8.2f} {1000 * t / n_obs:7.1f} {t / base:14.2f}x")
+    for mode, ts in warm.items():
+        print(f"  {mode}: " + ", ".join(f"{t:.2f}" for t in ts))
+    print("\nours, per phase, summed over targets (averaged over the warm repeats): until the last task "
+          "finished / reducer tail after it / summed task wall time in the workers")
     for label, ph in PHASES.items():
-        print(f"  {label:<24} tasks {ph.get('tasks', 0):7.2f} s   tail {ph.get('reduce_tail', 0):7.2f} s   "
-              f"task sum {ph.get('task_cpu_sum', 0):7.2f} s")
-    speedup = rows["ours serial"] / base
-    print(f"\nours 2 workers vs ours serial: {speedup:.2f}x (goal >= 1.8x)")
+        n = max(1, args.repeats) if "warm" in label else 1
+        print(_phase_line(label, {k: v / n for k, v in ph.items()}))
+    speedup = rows["ours serial, warm (median)"] / base
+    speedup_best = rows["ours serial, warm (best)"] / rows["ours Ray 2 workers, warm (best)"]
+    print(f"\nours Ray 2 workers vs ours serial, warm: {speedup:.2f}x median, {speedup_best:.2f}x best "
+          f"(goal >= 1.8x); cold: {rows['ours serial, cold (first run in the process)'] / rows['ours Ray 2 workers, cold (first run after Ray start)']:.2f}x")
     gp = [t for m, t in rows.items() if m.startswith("gammapy")]
     if gp:
-        print(f"ours 2 workers vs gammapy's best: {min(gp) / base:.2f}x (goal >= 10x)")
-    print(f"stacked arrays bit-identical serial / 1 worker / 2 workers: {identical}")
-    result: dict[str, Any] = {"n_obs": n_obs, "targets": args.targets, "seconds": rows, "phases": PHASES,
-                              "speedup_vs_serial": speedup, "bit_identical": identical}
+        print(f"ours 2 workers warm vs gammapy's best: {min(gp) / base:.2f}x (goal >= 10x)")
+    print(f"stacked arrays bit-identical serial / 1 worker / 2 workers, cold and warm: {identical}")
+    result: dict[str, Any] = {"n_obs": n_obs, "targets": args.targets, "seconds": rows, "warm_runs": warm,
+                              "phases": PHASES, "speedup_vs_serial": speedup, "bit_identical": identical,
+                              "load_start": load_start, "load_end": _load(), "ray_start": t_ray}
     if not args.skip_profiles:
         prof = profiles(args.data, n_workers=args.num_cpus)
         print(f"profiles + MINOS ({prof['n_parameters']} free parameters, 11 points each): serial "

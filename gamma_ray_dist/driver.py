@@ -30,9 +30,16 @@ Memory is bounded independently of the number of observations:
   ``peak_partial_refs_held``).
 
 The driver holds ObjectRefs only and fetches one object of dataset size: the final state.
+
+Fixed per-run cost: reducer actors come from `REDUCER_POOL`, warm processes this driver process keeps
+across runs (``reset`` for a new chunk, ``clear`` when given back), started at the beginning of a run in
+parallel with its first tasks when none is idle; the task function travels inside the ``shared`` object
+so the remote function is exported once per process; a one-chunk plan has no root (the leaf's state is
+final). Worker processes keep their per-spec caches across tasks and runs (keyed by the spec's content).
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import pickle
@@ -68,6 +75,8 @@ __all__ = [
     "run_serial",
     "DEFAULT_FAN_IN",
     "DEFAULT_ROOT_CHECKPOINT_EVERY",
+    "ReducerPool",
+    "REDUCER_POOL",
 ]
 
 log = logging.getLogger(__name__)
@@ -182,6 +191,22 @@ def _run_one(task_fn: TaskFn, shared: Any, obs_id: int) -> tuple[dict[str, Any],
     return status, partial
 
 
+def _task_body(shared: tuple[TaskFn, Any], obs_id: int) -> tuple[dict[str, Any], Partial | None]:
+    task_fn, shared_value = shared
+    return _run_one(task_fn, shared_value, obs_id)
+
+
+_REMOTE_TASK = None
+
+
+def _remote_task():
+    """`_task_body` as a Ray remote function, created once per process (not exported per run)."""
+    global _REMOTE_TASK
+    if _REMOTE_TASK is None:
+        _REMOTE_TASK = ray.remote(_task_body)
+    return _REMOTE_TASK
+
+
 def _failure_status(error: BaseException, seconds: float = 0.0) -> dict[str, Any]:
     try:  # carry the exception itself when it can cross a process boundary (strict mode re-raises it)
         pickle.dumps(error)
@@ -221,6 +246,9 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, **init_k
             ray.init(address=address, **init_kwargs)
         else:
             init_kwargs.setdefault("include_dashboard", False)
+            # Our own local Ray: workers at normal priority (Ray's default niceness 15 starves them
+            # on a machine shared with other work); an explicit $RAY_worker_niceness wins.
+            os.environ.setdefault("RAY_worker_niceness", "0")
             ray.init(address="local", num_cpus=num_cpus, **init_kwargs)
     return ray.cluster_resources()
 
@@ -259,10 +287,12 @@ class _ReducerLink:
     checkpoint) and everything sent beyond its acknowledged prefix is re-sent.
     """
 
-    def __init__(self, tag: str, keys: Iterable[Hashable], spawn) -> None:
+    def __init__(self, tag: str, keys: Iterable[Hashable], spawn, release=None) -> None:
         self.tag = tag
         self.keys = tuple(sorted(keys))
         self._spawn = spawn  # (tag, generation) -> actor handle
+        # (handle, healthy) -> None: give the actor back (to the pool) or kill it
+        self._release = release or (lambda handle, healthy: ray.kill(handle, no_restart=True))
         self.generation = 0
         self.handle = spawn(tag, 0)
         self.sent: dict[Hashable, tuple[str, Any]] = {}  # key -> ("add", ref) | ("skip", reason)
@@ -370,7 +400,7 @@ class _ReducerLink:
         """The actor is gone for good (restarts exhausted): start a fresh one."""
         log.warning("reducer %s is dead; replacing it", self.tag)
         try:
-            ray.kill(self.handle, no_restart=True)
+            self._release(self.handle, False)
         except Exception:  # noqa: BLE001
             pass
         self.generation += 1
@@ -378,10 +408,117 @@ class _ReducerLink:
         self.failed_pings = 0
 
     def close(self) -> None:
+        healthy = not self.suspect
         self.sent.clear()
         self.calls.clear()
         self.refs_held = 0
-        ray.kill(self.handle, no_restart=True)
+        self._release(self.handle, healthy)
+
+
+# ---------------------------------------------------------------------------------------------
+# Warm reducer actors, kept by this driver process across runs
+# ---------------------------------------------------------------------------------------------
+#: Idle reducer actors kept warm between runs (``$GRD_REDUCER_POOL_SIZE`` overrides). An idle actor
+#: holds no CPU (``num_cpus=0``) and no state (cleared on release): just a Python process with the
+#: package imported.
+DEFAULT_REDUCER_POOL_SIZE = int(os.environ.get("GRD_REDUCER_POOL_SIZE", "4"))
+
+
+class ReducerPool:
+    """Reducer actor processes that successive runs of this driver process reuse.
+
+    Starting an actor process costs 1-2 s on an idle 2-core machine and 5-12 s on a loaded one
+    (mostly imports), which dwarfs reducing a few dozen observations. A run *leases* actors
+    (``reset`` configures one for a chunk or the root, a new incarnation), and gives them back
+    when its reducer is done (``clear`` drops the state); at most ``max_size`` idle actors are
+    kept, the rest are killed. `prestart` starts the actors a run is about to need all at once, in
+    parallel with its first tasks.
+
+    Pooled actors are never restarted by Ray (a restart would re-run the blank constructor): the
+    driver replaces a lost one by a leased or new actor, which is equivalent (new incarnation, state
+    rebuilt from the checkpoint or by re-sending). They are pinned to the driver's node (where a
+    root's run-local checkpoint directory lives), are not detached (they die with the driver) and
+    are killed at interpreter exit.
+    """
+
+    def __init__(self, max_size: int = DEFAULT_REDUCER_POOL_SIZE) -> None:
+        self.max_size = int(max_size)
+        self._idle: list[tuple[Any, str]] = []  # (handle, actor name)
+        self._names: dict[Any, str] = {}  # actor id -> name, for leased actors
+        self._session: Any = None
+        self.created = 0
+        self.reused = 0
+
+    def _sync(self) -> None:
+        """Forget handles of a previous Ray session (``ray.shutdown()`` then ``ray.init()``)."""
+        session = (ray.get_runtime_context().get_job_id(), ray.get_runtime_context().get_node_id())
+        if session != self._session:
+            self._idle.clear()
+            self._names.clear()
+            self._session = session
+
+    def _create(self) -> tuple[Any, str]:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        name = f"grd-reducer-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        handle = ReductionActor.options(
+            name=name,
+            max_restarts=0,  # the driver replaces a lost actor (see the class docstring)
+            max_task_retries=0,  # the driver re-sends; Ray must not replay calls on its own
+            scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(),
+                                                               soft=False),
+        ).remote()
+        self.created += 1
+        return handle, name
+
+    @property
+    def n_idle(self) -> int:
+        return len(self._idle)
+
+    def prestart(self, n: int) -> None:
+        """Make sure ``n`` idle actors exist (starting the missing ones now, without waiting)."""
+        self._sync()
+        while len(self._idle) < n:
+            self._idle.append(self._create())
+
+    def lease(self) -> tuple[Any, str]:
+        """An actor for one reducer: a warm idle one, else a new one. Configure it with ``reset``."""
+        self._sync()
+        if self._idle:
+            handle, name = self._idle.pop(0)
+            self.reused += 1
+        else:
+            handle, name = self._create()
+        self._names[handle._actor_id] = name
+        return handle, name
+
+    def give_back(self, handle: Any, healthy: bool) -> None:
+        """Return a leased actor: kept (state cleared) if healthy and the pool has room, else killed."""
+        name = self._names.pop(handle._actor_id, None)
+        if healthy and name is not None and len(self._idle) < self.max_size:
+            handle.clear.remote()  # ordered after the run's calls: the state is dropped after them
+            self._idle.append((handle, name))
+            return
+        try:
+            ray.kill(handle, no_restart=True)
+        except Exception:  # noqa: BLE001
+            pass
+
+    def shutdown(self) -> None:
+        """Kill the idle actors (leased ones are killed or returned by their runs)."""
+        idle, self._idle = self._idle, []
+        if not ray.is_initialized():
+            return
+        for handle, _ in idle:
+            try:
+                ray.kill(handle, no_restart=True)
+            except Exception:  # noqa: BLE001
+                pass
+
+
+#: The pool `run_distributed` uses by default (one per driver process).
+REDUCER_POOL = ReducerPool()
+atexit.register(REDUCER_POOL.shutdown)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -416,6 +553,7 @@ def run_distributed(
     wait_timeout: float = 1.0,
     root_checkpoint_every: int | None = None,
     max_open_chunks: int | None = None,
+    reducer_pool: "ReducerPool | None | Literal[False]" = None,
 ) -> RunResult:
     """Reduce observations on Ray into one accumulator state, bit-identical to `run_serial`.
 
@@ -450,9 +588,11 @@ def run_distributed(
     max_retries : int
         Ray retries of a task whose worker crashed (exceptions are never retried).
     actor_max_restarts : int
-        Ray restarts of a reducer actor before the driver replaces it.
+        Ray restarts of a reducer actor before the driver replaces it (only with
+        ``reducer_pool=False``: pooled actors are replaced by the driver at once).
     run_id : str, optional
-        Names the reducer actors ``"{run_id}.chunk{i:05d}"`` and ``"{run_id}.root"``; default random.
+        Names the reducers ``"{run_id}.chunk{i:05d}"`` and ``"{run_id}.root"`` (pooled actors under
+        that alias: find them with `actors.reduction.lookup_reducer`); default random.
     wait_timeout : float
         Longest single `ray.wait`, seconds (also the progress refresh period when idle).
     root_checkpoint_every : int, optional
@@ -465,6 +605,10 @@ def run_distributed(
         partial refs (``max_open_chunks * fan_in``) and chunk-state refs independently of the number
         of observations. Default ``root_checkpoint_every + ceil(4 * max_in_flight / fan_in) + 2``
         (never throttles a healthy run); must be ``>= root_checkpoint_every``.
+    reducer_pool : ReducerPool or False, optional
+        Where the reducer actors come from: default `REDUCER_POOL`, the warm actors this process
+        keeps across runs (the ones this run needs are started at its beginning, in parallel with
+        the first tasks); ``False``: a new named actor per reducer, killed at its end.
 
     Returns
     -------
@@ -506,7 +650,24 @@ def run_distributed(
     else:
         ckpt_root = None
 
+    pool = REDUCER_POOL if reducer_pool is None else (reducer_pool or None)
+    aliases: set[str] = set()
+
+    def actor_args(tag: str) -> tuple[dict, int]:
+        is_root = tag == "root"
+        checkpoints = ckpt_root is not None and (is_root or checkpoint_dir is not None)
+        return ({"checkpoint_path": ckpt_root / f"{tag}.pkl" if checkpoints else None,
+                 "checkpoint_every": root_every if is_root else checkpoint_every})
+
     def spawn(tag: str, generation: int, keys: tuple, mode: str):
+        if pool is not None:
+            from actors.reduction import register_alias
+
+            handle, name = pool.lease()
+            handle.reset.remote(keys, make_accumulator, mode=mode, **actor_args(tag))  # first in FIFO order
+            register_alias(f"{run_id}.{tag}", name)
+            aliases.add(f"{run_id}.{tag}")
+            return handle
         is_root = tag == "root"
         options: dict[str, Any] = {}
         if own_tmp and is_root:
@@ -514,31 +675,34 @@ def run_distributed(
 
             options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(
                 ray.get_runtime_context().get_node_id(), soft=False)
-        checkpoints = ckpt_root is not None and (is_root or checkpoint_dir is not None)
         return ReductionActor.options(
             name=f"{run_id}.{tag}" + (f".g{generation}" if generation else ""),
             max_restarts=actor_max_restarts,
             max_task_retries=0,  # the driver re-sends; Ray must not replay calls on its own
             **options,
-        ).remote(
-            keys,
-            make_accumulator,
-            mode=mode,
-            checkpoint_path=ckpt_root / f"{tag}.pkl" if checkpoints else None,
-            checkpoint_every=root_every if is_root else checkpoint_every,
-        )
+        ).remote(keys, make_accumulator, mode=mode, **actor_args(tag))
+
+    def release(handle, healthy: bool) -> None:
+        if pool is not None:
+            pool.give_back(handle, healthy)
+        else:
+            ray.kill(handle, no_restart=True)
 
     def make_link(tag: str, keys: tuple, mode: str) -> _ReducerLink:
-        return _ReducerLink(tag, keys, lambda t, g: spawn(t, g, keys, mode))
+        return _ReducerLink(tag, keys, lambda t, g: spawn(t, g, keys, mode), release)
 
     t0 = time.perf_counter()
-    shared_ref = ray.put(shared)
+    if pool is not None:
+        # The reducers this run will have alive at once, started now (in parallel with the first
+        # tasks) unless warm ones are idle in the pool.
+        pool.prestart(min(len(chunks), max_open_chunks) + (1 if len(chunks) > 1 else 0))
+    report.timings["prestart_reducers"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    # task_fn travels with shared (one object, deserialised per task; a module-level function
+    # pickles by reference), so the remote function itself is defined once per process and reused.
+    shared_ref = ray.put((task_fn, shared))
     report.timings["put_shared"] = time.perf_counter() - t0
-
-    def _task(shared_value: Any, obs_id: int):
-        return _run_one(task_fn, shared_value, obs_id)
-
-    remote_task = ray.remote(_task).options(num_returns=2, max_retries=int(max_retries), retry_exceptions=False)
+    remote_task = _remote_task().options(num_returns=2, max_retries=int(max_retries), retry_exceptions=False)
 
     # Bound how far submission runs ahead of the oldest unfinished observation (partials buffered
     # in leaves) and how many chunks are in the pipeline (live leaves, chunk-state refs held).
@@ -661,6 +825,14 @@ def run_distributed(
         # checkpoint_dir is kept after a failure (a rerun with the same run_id restores from it).
         if ckpt_root is not None and (own_tmp or completed):
             shutil.rmtree(ckpt_root, ignore_errors=True)
+        if aliases:
+            from actors.reduction import unregister_alias
+
+            for alias in aliases:
+                try:
+                    unregister_alias(alias)
+                except Exception:  # noqa: BLE001
+                    pass
     report.reducer_restarts = restarts
     t_end = time.perf_counter()
     report.timings["tasks"] = (t_tasks_done or t_end) - t_start

@@ -22,7 +22,9 @@ observations it does not handle (drift pointing, alt-az backgrounds, missing IRF
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
+import pickle
 import threading
 import time
 from collections import OrderedDict
@@ -44,7 +46,7 @@ class ObservationOutsideGeometry(ObservationError):
     """The observation's cutout does not overlap the stacked geometry: it contributes nothing."""
 
 
-@dataclass(eq=False)  # identity hash: per-process caches are keyed by the spec object
+@dataclass(eq=False)  # per-process caches are keyed by `content_key`, not by the object
 class ReductionSpec:
     """Picklable description of the stacked dataset and of the per-observation makers.
 
@@ -110,6 +112,33 @@ class ReductionSpec:
                 raise ValueError(f"exclusion_mask shape {self.exclusion_mask.shape} does not match its "
                                  f"geometry {tuple(self.exclusion_geom.data_shape)}")
 
+    def content_key(self) -> str:
+        """Stable key of the spec's content (SHA-1 of its pickled fields).
+
+        The per-process caches (`_prepare`, `_fast_context`) are keyed by it, so the copy of a spec
+        that every Ray task deserialises hits the cache its worker built for an earlier task. Computed
+        once per object (specs are treated as immutable once used) and carried through pickling
+        (recomputed when pickled, so a copy always has the key of the content it carries).
+        """
+        key = self.__dict__.get("_content_key")
+        if key is None:
+            key = self.__dict__["_content_key"] = self._hash_fields()
+        return key
+
+    def _hash_fields(self) -> str:
+        fields = {k: v for k, v in self.__dict__.items() if k != "_content_key"}
+        digest = hashlib.sha1()
+        _canonical(fields, digest)
+        return digest.hexdigest()
+
+    def __getstate__(self):
+        state = {k: v for k, v in self.__dict__.items() if k != "_content_key"}
+        state["_content_key"] = self._hash_fields()
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+
     @property
     def width(self) -> float:
         """Cutout width in deg."""
@@ -144,14 +173,98 @@ class ReductionSpec:
         return maker, safe, fov
 
 
-# One empty stacked dataset, stack geometry and set of makers per spec and process: workers reduce
-# many observations with the same spec, and building them costs more than a small observation.
-@functools.lru_cache(maxsize=8)
-def _prepare(spec: ReductionSpec):
+#: Lazily filled, derived attributes of geometries and axes: not part of their content.
+_DERIVED_ATTRIBUTES = frozenset({"_cache", "_edges", "_center"})
+
+
+def _canonical(value: Any, digest) -> None:
+    """Feed a canonical description of ``value`` into ``digest``.
+
+    Plain pickles are not canonical here: an astropy ``WCS`` pickles differently after a round trip,
+    and geometries fill lazy caches as they are used. So arrays hash their dtype, shape and bytes,
+    WCS their FITS header, objects their attributes minus `_DERIVED_ATTRIBUTES`; anything else its
+    pickle.
+    """
+    from astropy.wcs import WCS
+
+    update = digest.update
+    if value is None or isinstance(value, (bool, int, float, str, bytes)):
+        update(f"{type(value).__name__}:{value!r};".encode())
+    elif isinstance(value, np.ndarray):
+        update(f"nd:{value.dtype.str}:{value.shape}:".encode())
+        update(np.ascontiguousarray(value).tobytes())
+    elif isinstance(value, (list, tuple)):
+        update(f"{type(value).__name__}[{len(value)}](".encode())
+        for item in value:
+            _canonical(item, digest)
+        update(b")")
+    elif isinstance(value, dict):
+        update(f"dict[{len(value)}]{{".encode())
+        for key in sorted(value, key=repr):
+            _canonical(key, digest)
+            _canonical(value[key], digest)
+        update(b"}")
+    elif isinstance(value, u.Quantity):
+        update(f"q:{value.unit.to_string()}:".encode())
+        _canonical(np.asarray(value.value), digest)
+    elif isinstance(value, u.UnitBase):
+        update(f"unit:{value.to_string()};".encode())
+    elif isinstance(value, WCS):
+        update(b"wcs:" + value.to_header_string(relax=True).encode())
+        update(f":{value.array_shape};".encode())
+    elif hasattr(value, "__dict__") and not isinstance(value, type):
+        cls = type(value)
+        update(f"obj:{cls.__module__}.{cls.__qualname__}".encode())
+        _canonical({k: v for k, v in vars(value).items() if k not in _DERIVED_ATTRIBUTES}, digest)
+    else:
+        update(b"pickle:" + pickle.dumps(value, protocol=4))
+
+
+class _SpecCache:
+    """Small LRU cache of per-spec objects keyed by `ReductionSpec.content_key` (thread-safe).
+
+    Keyed by content, not identity: every Ray task receives its own deserialised copy of the spec, and
+    an identity key would rebuild the stacked dataset and makers (0.1-0.2 s) in every task.
+    """
+
+    def __init__(self, build, maxsize: int = 8) -> None:
+        self._build = build
+        self._maxsize = maxsize
+        self._items: "OrderedDict[str, Any]" = OrderedDict()
+        self._lock = threading.RLock()
+
+    def __call__(self, spec: ReductionSpec):
+        key = spec.content_key()
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = self._build(spec)
+        with self._lock:
+            value = self._items.setdefault(key, value)
+            self._items.move_to_end(key)
+            while len(self._items) > self._maxsize:
+                self._items.popitem(last=False)
+        return value
+
+    def cache_clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def _build_prepared(spec: ReductionSpec):
     from .datasets.partial import StackGeometry
 
     stacked = spec.stacked_dataset()
     return stacked, StackGeometry.from_dataset(stacked), spec.makers()
+
+
+# One empty stacked dataset, stack geometry and set of makers per spec content and process: workers
+# reduce many observations with the same spec, and building them costs more than a small observation.
+_prepare = _SpecCache(_build_prepared, maxsize=8)
 
 
 @functools.lru_cache(maxsize=4)
@@ -440,9 +553,7 @@ class _FastContext:
         return win
 
 
-@functools.lru_cache(maxsize=8)
-def _fast_context(spec: ReductionSpec) -> _FastContext:
-    return _FastContext(spec)
+_fast_context = _SpecCache(_FastContext, maxsize=8)
 
 
 class _FoVDataset:

@@ -79,3 +79,19 @@ def test_failures_raise_or_are_returned(ray_session):
     out = map_on_workers(FakeDataset(10), jobs, n_workers=2, return_exceptions=True)
     assert out[0] == 0.5 and isinstance(out[1], ValueError)
     assert map_on_workers(FakeDataset(10), [], n_workers=2) == []
+
+
+def test_worker_group_is_reused_across_calls_with_other_datasets(ray_session):
+    from actors.profile import WorkerGroup
+
+    first, second = FakeDataset(100), FakeDataset(300)
+    jobs = [(profile_point, {"norm": n}) for n in (0.5, 1.0, 1.5, 2.0)]
+    where = [(where_loaded, {})] * 4
+    with WorkerGroup() as group:
+        assert map_on_workers(first, jobs, n_workers=2, workers=group) == map_serial(first, jobs)
+        pids_first = {p for _, p, _ in map_on_workers(first, where, n_workers=2, workers=group)}
+        assert map_on_workers(second, jobs, n_workers=2, workers=group) == map_serial(second, jobs)
+        pids_second = {p for _, p, _ in map_on_workers(second, where, n_workers=2, workers=group)}
+        assert pids_first == pids_second and len(pids_first) == 2  # the same two processes
+        assert len(group.get(2)) == 2
+    assert group._workers == []  # closed

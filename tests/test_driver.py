@@ -209,3 +209,27 @@ def test_root_killed_restores_from_its_default_checkpoint(ray_session, serial_st
     assert result.report.reducer_restarts == 1
     assert result.report.peak_chunk_refs_held <= 1 and result.report.peak_open_chunks <= 1
     assert list(systmp.iterdir()) == []  # temp checkpoint directory removed
+
+
+# ---------------------------------------------------------------------------------------------
+# Warm reducer actors: later runs of the same process reuse them; the fresh-actor path still works
+# ---------------------------------------------------------------------------------------------
+def test_later_runs_reuse_warm_reducer_actors(ray_session, serial_state):
+    from gamma_ray_dist.driver import ReducerPool
+
+    pool = ReducerPool(max_size=4)
+    first = run_distributed(IDS, fake_task, {}, make_accumulator, fan_in=FAN_IN, progress=False, reducer_pool=pool)
+    created = pool.created
+    assert created == 4 and pool.n_idle == 4  # 3 leaves + root, prestarted, all given back
+    second = run_distributed(IDS, fake_task, {}, make_accumulator, fan_in=FAN_IN, progress=False, reducer_pool=pool)
+    assert pool.created == created and pool.reused >= 4  # no new process
+    for result in (first, second):
+        _assert_same(result.state, serial_state)
+    pool.shutdown()
+    assert pool.n_idle == 0
+
+
+def test_fresh_named_actors_without_the_pool(ray_session, serial_state):
+    result = run_distributed(IDS, fake_task, {}, make_accumulator, fan_in=FAN_IN, progress=False,
+                             reducer_pool=False)
+    _assert_same(result.state, serial_state)

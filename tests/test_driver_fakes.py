@@ -90,7 +90,9 @@ def fake_task(shared: Mapping[str, Any], obs_id: int) -> FakePartial:
         import ray
 
         name, min_acknowledged = kill[obs_id]
-        actor = ray.get_actor(name)
+        from actors.reduction import lookup_reducer
+
+        actor = lookup_reducer(name)
         deadline = time.monotonic() + 30
         # Kill only once the actor holds state (earlier keys acknowledged): truly mid-run.
         while ray.get(actor.progress.remote())["acknowledged"] < min_acknowledged:

@@ -125,3 +125,20 @@ def test_parallel_profiles_equal_serial(ray_session, config, serial_state):
         par = dataset.models.parameter_by_unique_name(name)
         assert prof["minos_success"]
         assert prof["errp"] == pytest.approx(par.error, rel=0.1) and prof["errn"] == pytest.approx(par.error, rel=0.1)
+
+
+def test_spec_cache_is_keyed_by_content_not_identity(config):
+    import pickle
+
+    from gamma_ray_dist import reduction
+    from gamma_ray_dist.pipeline.inputs import make_reduction_spec
+
+    spec = make_reduction_spec(config)
+    prepared = reduction._prepare(spec)
+    copy = pickle.loads(pickle.dumps(spec))  # what every Ray task receives
+    assert copy is not spec and copy.content_key() == spec.content_key()
+    assert reduction._prepare(copy) is prepared
+    assert make_reduction_spec(config).content_key() == spec.content_key()  # rebuilt: same content
+    other = make_reduction_spec(config)
+    other.offset_max = 2.0
+    assert other.content_key() != spec.content_key()

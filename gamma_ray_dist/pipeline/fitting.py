@@ -199,20 +199,24 @@ def _call(_dataset: Any, fn: Callable[[Any], Any], job: Any) -> Any:
     return fn(job)
 
 
-def make_mapper(serial: bool, n_workers: int | None = None):
+def make_mapper(serial: bool, n_workers: int | None = None, workers=None):
     """``(mapper, executor)``: ``mapper(dataset, jobs)`` for dataset jobs and ``executor(fn, items)``
-    (the built-in ``map`` protocol, for the flux-point estimator), serial or on profile workers."""
+    (the built-in ``map`` protocol, for the flux-point estimator), serial or on profile workers.
+
+    ``workers`` (an `actors.profile.WorkerGroup`) lets both share the same worker processes (the
+    caller closes it); by default every call starts and kills its own."""
     from actors.profile import map_on_workers, map_serial
 
     if serial:
         return map_serial, lambda fn, items: [fn(item) for item in items]
 
     def mapper(dataset, jobs):
-        return map_on_workers(dataset, jobs, n_workers)
+        return map_on_workers(dataset, jobs, n_workers, workers=workers)
 
     def executor(fn, items: Iterable[Any]):
         items = list(items)
-        return map_on_workers(None, [(_call, {"fn": fn, "job": item}) for item in items], n_workers)
+        return map_on_workers(None, [(_call, {"fn": fn, "job": item}) for item in items], n_workers,
+                              workers=workers)
 
     return mapper, executor
 

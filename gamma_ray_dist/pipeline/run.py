@@ -263,14 +263,23 @@ def run_pipeline(config: AnalysisConfig, options: PipelineOptions | None = None)
     outputs.write_models(out_dir / "models.yaml", dataset.models)
     outputs.write_json(out_dir / "fit.json", result.fit)
 
-    mapper, executor = make_mapper(options.serial, n_workers)
-    if options.profiles:
-        with _timed(timings, "profiles"):
-            result.profiles = run_profiles(dataset, mapper)
-        outputs.write_json(out_dir / "profiles.json", result.profiles)
+    workers = None
+    if not options.serial:
+        from actors.profile import WorkerGroup
 
-    with _timed(timings, "flux_points"):
-        result.flux_points = run_flux_points(dataset, config, executor)
+        workers = WorkerGroup()  # profiles and flux points share the worker processes
+    try:
+        mapper, executor = make_mapper(options.serial, n_workers, workers)
+        if options.profiles:
+            with _timed(timings, "profiles"):
+                result.profiles = run_profiles(dataset, mapper)
+            outputs.write_json(out_dir / "profiles.json", result.profiles)
+
+        with _timed(timings, "flux_points"):
+            result.flux_points = run_flux_points(dataset, config, executor)
+    finally:
+        if workers is not None:
+            workers.close()  # give the CPUs back
     if result.flux_points is not None:
         outputs.write_flux_points(out_dir / "flux_points.ecsv", result.flux_points)
 

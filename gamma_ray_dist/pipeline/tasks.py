@@ -11,9 +11,7 @@ accumulator state, so they survive actor restarts like the sums do.
 from __future__ import annotations
 
 import os
-import pickle
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -26,30 +24,18 @@ __all__ = ["reduce_task", "make_shared", "SummaryAccumulator", "HOOKS_ENV"]
 #: Environment variable (read on the driver only) with JSON test hooks, see `reduce_task`.
 HOOKS_ENV = "GRD_TASK_HOOKS"
 
-# Specs already unpickled in this process, by run key. Ray hands every task a freshly deserialised
-# copy of ``shared``; `reduction`'s per-process caches are keyed by the spec *object*, so without
-# this each task would rebuild the empty stacked dataset and the makers (~0.1-0.2 s per task).
-_SPECS: dict[str, Any] = {}
-_MAX_SPECS = 4
-
-
 def make_shared(datastore: str, spec: Any, hooks: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The ``shared`` input of `reduce_task`: the spec travels pickled, under a key unique to the run,
-    and is unpickled once per worker process."""
-    return {"datastore": str(datastore), "spec_key": uuid.uuid4().hex, "spec_pickle": pickle.dumps(spec),
-            "hooks": dict(hooks or {})}
+    """The ``shared`` input of `reduce_task`: data store path, spec, test hooks.
+
+    The spec travels as an object; every task gets its own deserialised copy, and `reduction`'s
+    per-process caches are keyed by `ReductionSpec.content_key`, so a worker builds the stacked
+    dataset and the makers once per spec, not once per task.
+    """
+    return {"datastore": str(datastore), "spec": spec, "hooks": dict(hooks or {})}
 
 
 def _spec(shared: Mapping[str, Any]) -> Any:
-    if "spec" in shared:  # a spec object given directly
-        return shared["spec"]
-    key = shared["spec_key"]
-    spec = _SPECS.get(key)
-    if spec is None:
-        while len(_SPECS) >= _MAX_SPECS:
-            _SPECS.pop(next(iter(_SPECS)))
-        spec = _SPECS[key] = pickle.loads(shared["spec_pickle"])
-    return spec
+    return shared["spec"]
 
 
 def reduce_task(shared: Mapping[str, Any], obs_id: int):
@@ -90,7 +76,9 @@ def _run_hooks(hooks: Mapping[str, Any], obs_id: int) -> None:
         import ray
 
         name, min_acknowledged = kill[obs_id]
-        actor = ray.get_actor(name)
+        from actors.reduction import lookup_reducer
+
+        actor = lookup_reducer(name)
         deadline = time.monotonic() + 60
         while ray.get(actor.progress.remote())["acknowledged"] < int(min_acknowledged):
             if time.monotonic() > deadline:
