@@ -13,6 +13,8 @@ from typing import Any, Callable, Mapping, Sequence, Union
 
 import ray
 
+from .refs import Failed, get_each
+
 __all__ = ["Job", "resolve_job_fn", "ProfileEvaluator", "ProfileWorker", "WorkerGroup", "map_serial",
            "map_on_workers"]
 
@@ -175,10 +177,10 @@ def map_on_workers(
                 ready += more
             if not ready:
                 continue
-            for ref, value in zip(ready, _get_each(ready)):
+            for ref, value in zip(ready, get_each(ready)):
                 i, w = pending.pop(ref)
                 in_flight[w] -= 1
-                if isinstance(value, _Failed):
+                if isinstance(value, Failed):
                     if not return_exceptions:
                         raise value.error
                     value = value.error
@@ -197,23 +199,3 @@ def map_on_workers(
                 worker.load.remote(None)  # release the dataset
     return results
 
-
-class _Failed:
-    __slots__ = ("error",)
-
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
-def _get_each(refs: list[ray.ObjectRef]) -> list[Any]:
-    """`ray.get` a batch; on failure fall back to one by one to tell which refs failed."""
-    try:
-        return ray.get(refs)
-    except Exception:
-        out = []
-        for ref in refs:
-            try:
-                out.append(ray.get(ref))
-            except Exception as error:  # noqa: BLE001 - handed to the caller
-                out.append(_Failed(error))
-        return out
