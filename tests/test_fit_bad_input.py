@@ -26,6 +26,8 @@ from gamma_ray_dist.maps import Map
 from gamma_ray_dist.modeling import Fit
 from gamma_ray_dist.modeling.models import FoVBackgroundModel, Models, PointSpatialModel, PowerLawSpectralModel, SkyModel
 
+from .helpers import set_seed_best_fit
+
 STACKED = "crab_stacked_gammapy.fits.gz"
 NAME = "crab-stacked"
 SEED = dict(index=2.702, amplitude=4.712e-11, lon_0=83.63308, lat_0=22.0145)
@@ -211,10 +213,7 @@ def seed_best_fit_dataset(reference_dir, seed_reference):
     dataset = MapDataset.read(reference_dir / STACKED)
     models = Models.from_yaml(seed_reference["case"]["model"])
     models.append(FoVBackgroundModel(dataset_name=dataset.name))
-    best = {(p["model"], p["name"]): p["value"] for p in seed_reference["fit"]["parameters"]}
-    for model in models:
-        for par in model.parameters:
-            par.value = best[("stacked-bkg" if model.name.endswith("-bkg") else model.name, par.name)]
+    set_seed_best_fit(models, seed_reference)
     dataset.models = models
     return dataset
 
@@ -228,10 +227,7 @@ def gp_points(reference_dir, seed_reference):
     dataset = GPMapDataset.read(reference_dir / STACKED)
     models = GPModels.from_yaml(seed_reference["case"]["model"])
     models.append(GPBkg(dataset_name=dataset.name))
-    best = {(p["model"], p["name"]): p["value"] for p in seed_reference["fit"]["parameters"]}
-    for model in models:
-        for par in model.parameters:
-            par.value = best[("stacked-bkg" if model.name.endswith("-bkg") else model.name, par.name)]
+    set_seed_best_fit(models, seed_reference)
     dataset.models = models
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -9,6 +9,8 @@ from astropy import units as u
 
 from gamma_ray_dist.estimators import FluxPoints, FluxPointsEstimator, snap_energy_bin
 
+from .helpers import set_seed_best_fit
+
 
 def _seed_dataset(reference_dir, seed_reference):
     from gamma_ray_dist.datasets.map import MapDataset
@@ -17,12 +19,7 @@ def _seed_dataset(reference_dir, seed_reference):
     dataset = MapDataset.read(reference_dir / "crab_stacked_gammapy.fits.gz")
     models = Models.from_yaml(seed_reference["case"]["model"])
     models.append(FoVBackgroundModel(dataset_name=dataset.name))
-    best = {(p["model"], p["name"]): p for p in seed_reference["fit"]["parameters"]}
-    for model in models:
-        key_model = "stacked-bkg" if model.name.endswith("-bkg") else model.name
-        for par in model.parameters:
-            par.value = best[(key_model, par.name)]["value"]
-            par.error = best[(key_model, par.name)]["error"]
+    set_seed_best_fit(models, seed_reference, errors=True)
     dataset.models = models
     return dataset
 
@@ -68,10 +65,7 @@ def test_seed_scan_matches_gammapy(seed_points, reference_dir, seed_reference):
     dataset = GPMapDataset.read(reference_dir / "crab_stacked_gammapy.fits.gz")
     models = GPModels.from_yaml(seed_reference["case"]["model"])
     models.append(GPBkg(dataset_name=dataset.name))
-    best = {(p["model"], p["name"]): p["value"] for p in seed_reference["fit"]["parameters"]}
-    for model in models:
-        for par in model.parameters:
-            par.value = best[("stacked-bkg" if model.name.endswith("-bkg") else model.name, par.name)]
+    set_seed_best_fit(models, seed_reference)
     dataset.models = models
     theirs = gp_est.FluxPointsEstimator(energy_edges=[1, 2, 4, 10] * u.TeV, source="crab",
                                         selection_optional=["scan"]).run([dataset])
@@ -205,10 +199,7 @@ def test_reoptimize_matches_gammapy(seed_dataset, reference_dir, seed_reference)
     dataset = GPMapDataset.read(reference_dir / "crab_stacked_gammapy.fits.gz")
     models = GPModels.from_yaml(seed_reference["case"]["model"])
     models.append(GPBkg(dataset_name=dataset.name))
-    best = {(p["model"], p["name"]): p["value"] for p in seed_reference["fit"]["parameters"]}
-    for model in models:
-        for par in model.parameters:
-            par.value = best[("stacked-bkg" if model.name.endswith("-bkg") else model.name, par.name)]
+    set_seed_best_fit(models, seed_reference)
     dataset.models = models
     theirs = gp_est.FluxPointsEstimator(energy_edges=[1, 2, 4, 10] * u.TeV, source="crab",
                                         reoptimize=True).run([dataset])

@@ -13,6 +13,8 @@ from astropy import units as u
 from gamma_ray_dist import report as rep
 from gamma_ray_dist.report import FIGURE_SIZES, FIGURES, DPI, MISSING_PLOT_NOTE, write_report
 
+from .helpers import set_seed_best_fit
+
 REDUCTION = {
     "observations": [
         {"obs_id": 23523, "status": "ok", "counts": 652, "background": 540.25, "bkg_norm": 0.99,
@@ -38,12 +40,7 @@ def seed_inputs(reference_dir, seed_reference):
     dataset = MapDataset.read(reference_dir / "crab_stacked_gammapy.fits.gz")
     models = Models.from_yaml(seed_reference["case"]["model"])
     models.append(FoVBackgroundModel(dataset_name=dataset.name))
-    best = {(p["model"], p["name"]): p for p in seed_reference["fit"]["parameters"]}
-    for model in models:
-        key = "stacked-bkg" if model.name.endswith("-bkg") else model.name
-        for par in model.parameters:
-            par.value = best[(key, par.name)]["value"]
-            par.error = best[(key, par.name)]["error"]
+    set_seed_best_fit(models, seed_reference, errors=True)
     dataset.models = models
     fit = seed_reference["fit"]
     fit_result = FitResult(OptimizeResult(models=models.copy() if hasattr(models, "copy") else models,
