@@ -3,12 +3,13 @@
 Measures, in one process and alternating the two libraries:
 
 - the seed fit (MIGRAD + HESSE) from the seed start values: wall time, nfev, total stat;
+- the seed flux points (1, 2, 4, 10 TeV), plain and with errn-errp + ul + scan (`bench_flux_points`);
 - an 11-point re-optimised likelihood profile of every free parameter (``Fit.stat_profile(...,
   reoptimize=True)``), starting from each library's best fit.
 
 Usage::
 
-    python benchmarks/bench_fit.py [--repeat 3] [--no-profile] [--dataset PATH]
+    python benchmarks/bench_fit.py [--repeat 3] [--no-flux-points] [--no-profile] [--dataset PATH]
 
 Times are the best of ``--repeat`` runs (the machine is shared; the minimum is the least noisy).
 """
@@ -96,6 +97,7 @@ def bench_profiles(lib, ds) -> dict:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--no-flux-points", action="store_true")
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--dataset", default=str(REFERENCE / "crab_stacked_gammapy.fits.gz"))
     parser.add_argument("--json", help="write the numbers to this file")
@@ -110,6 +112,19 @@ def main(argv=None) -> dict:
     print(f"{'ms / evaluation':24s} {1e3 * g['time'] / g['nfev']:10.2f} {1e3 * o['time'] / o['nfev']:10.2f}")
     print(f"{'total stat':24s} {g['stat']:10.3f} {o['stat']:10.3f}  (delta {o['stat'] - g['stat']:+.2e})")
     report = {"fit": {k: {kk: vv for kk, vv in v.items() if kk != "dataset"} for k, v in fits.items()}}
+
+    if not args.no_flux_points:
+        import bench_flux_points as bfp  # beside this script
+
+        seed = json.loads((REFERENCE / "crab_seed_gammapy.json").read_text())
+        print(f"\n{'flux points':24s} {'gammapy':>10s} {'ours':>10s} {'ratio':>8s}  max |d dnde|/dnde")
+        report["flux_points"] = {}
+        for mode, selection in bfp.MODES.items():
+            t_gp, dnde_gp = bfp.run_gammapy(seed, selection)
+            t_ours, dnde_ours = bfp.run_ours(seed, selection)
+            delta = float(np.max(np.abs(dnde_ours / dnde_gp - 1)))
+            print(f"{mode:24s} {t_gp:10.3f} {t_ours:10.3f} {t_gp / t_ours:8.1f}x  {delta:.2e}")
+            report["flux_points"][mode] = {"gammapy": t_gp, "ours": t_ours, "max_rel_diff_dnde": delta}
 
     if not args.no_profile:
         profiles = {name: bench_profiles(lib, fits[name]["dataset"]) for name, lib in libs.items()}
