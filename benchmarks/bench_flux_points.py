@@ -18,40 +18,32 @@ EDGES = [1, 2, 4, 10] * u.TeV
 MODES = {"plain": None, "errn-errp+ul+scan": ["errn-errp", "ul", "scan"]}
 
 
-def _set_models(models, best):
-    for model in models:
+def _run(library: str, seed: dict, selection):
+    """Time the seed flux points with ``library`` (``gammapy`` or ``gamma_ray_dist``: same API)."""
+    import importlib
+
+    datasets = importlib.import_module(f"{library}.datasets")
+    estimators = importlib.import_module(f"{library}.estimators")
+    models_module = importlib.import_module(f"{library}.modeling.models")
+    dataset = datasets.MapDataset.read(REF / "crab_stacked_gammapy.fits.gz")
+    models = models_module.Models.from_yaml(seed["case"]["model"])
+    models.append(models_module.FoVBackgroundModel(dataset_name=dataset.name))
+    best = {(p["model"], p["name"]): p["value"] for p in seed["fit"]["parameters"]}
+    for model in models:  # the reference calls the background model "stacked-bkg"
         for par in model.parameters:
             par.value = best[("stacked-bkg" if model.name.endswith("-bkg") else model.name, par.name)]
+    dataset.models = models
+    t0 = time.perf_counter()
+    fp = estimators.FluxPointsEstimator(energy_edges=EDGES, source="crab", selection_optional=selection).run([dataset])
+    return time.perf_counter() - t0, np.ravel(u.Quantity(fp.dnde).to_value("cm-2 s-1 TeV-1"))
 
 
 def run_gammapy(seed: dict, selection):
-    from gammapy.datasets import MapDataset
-    from gammapy.estimators import FluxPointsEstimator
-    from gammapy.modeling.models import FoVBackgroundModel, Models
-
-    dataset = MapDataset.read(REF / "crab_stacked_gammapy.fits.gz")
-    models = Models.from_yaml(seed["case"]["model"])
-    models.append(FoVBackgroundModel(dataset_name=dataset.name))
-    _set_models(models, {(p["model"], p["name"]): p["value"] for p in seed["fit"]["parameters"]})
-    dataset.models = models
-    t0 = time.perf_counter()
-    fp = FluxPointsEstimator(energy_edges=EDGES, source="crab", selection_optional=selection).run([dataset])
-    return time.perf_counter() - t0, fp.dnde.quantity.to_value("cm-2 s-1 TeV-1").ravel()
+    return _run("gammapy", seed, selection)
 
 
 def run_ours(seed: dict, selection):
-    from gamma_ray_dist.datasets.map import MapDataset
-    from gamma_ray_dist.estimators import FluxPointsEstimator
-    from gamma_ray_dist.modeling.models import FoVBackgroundModel, Models
-
-    dataset = MapDataset.read(REF / "crab_stacked_gammapy.fits.gz")
-    models = Models.from_yaml(seed["case"]["model"])
-    models.append(FoVBackgroundModel(dataset_name=dataset.name))
-    _set_models(models, {(p["model"], p["name"]): p["value"] for p in seed["fit"]["parameters"]})
-    dataset.models = models
-    t0 = time.perf_counter()
-    fp = FluxPointsEstimator(energy_edges=EDGES, source="crab", selection_optional=selection).run([dataset])
-    return time.perf_counter() - t0, fp.dnde.to_value("cm-2 s-1 TeV-1")
+    return _run("gamma_ray_dist", seed, selection)
 
 
 def main() -> None:

@@ -24,9 +24,9 @@ from gamma_ray_dist.datasets.map import MapDataset
 from gamma_ray_dist.estimators import FluxPointsEstimator
 from gamma_ray_dist.maps import Map
 from gamma_ray_dist.modeling import Fit
-from gamma_ray_dist.modeling.models import FoVBackgroundModel, Models, PointSpatialModel, PowerLawSpectralModel, SkyModel
+from gamma_ray_dist.modeling.models import FoVBackgroundModel, PointSpatialModel, PowerLawSpectralModel, SkyModel
 
-from .helpers import set_seed_best_fit
+from .helpers import seed_best_fit_dataset as best_fit_dataset
 
 STACKED = "crab_stacked_gammapy.fits.gz"
 NAME = "crab-stacked"
@@ -210,25 +210,13 @@ EDGES = [1, 10, 20, 50] * u.TeV  # the dataset covers 1-10 TeV: one bin inside, 
 
 @pytest.fixture(scope="module")
 def seed_best_fit_dataset(reference_dir, seed_reference):
-    dataset = MapDataset.read(reference_dir / STACKED)
-    models = Models.from_yaml(seed_reference["case"]["model"])
-    models.append(FoVBackgroundModel(dataset_name=dataset.name))
-    set_seed_best_fit(models, seed_reference)
-    dataset.models = models
-    return dataset
+    return best_fit_dataset(reference_dir / STACKED, seed_reference)
 
 
 @pytest.fixture(scope="module")
 def gp_points(reference_dir, seed_reference):
     gp_est = pytest.importorskip("gammapy.estimators")
-    from gammapy.datasets import MapDataset as GPMapDataset
-    from gammapy.modeling.models import FoVBackgroundModel as GPBkg, Models as GPModels
-
-    dataset = GPMapDataset.read(reference_dir / STACKED)
-    models = GPModels.from_yaml(seed_reference["case"]["model"])
-    models.append(GPBkg(dataset_name=dataset.name))
-    set_seed_best_fit(models, seed_reference)
-    dataset.models = models
+    dataset = best_fit_dataset(reference_dir / STACKED, seed_reference, "gammapy")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return gp_est.FluxPointsEstimator(energy_edges=EDGES, source="crab").run([dataset])

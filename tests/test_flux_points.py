@@ -9,19 +9,11 @@ from astropy import units as u
 
 from gamma_ray_dist.estimators import FluxPoints, FluxPointsEstimator, snap_energy_bin
 
-from .helpers import set_seed_best_fit
+from .helpers import seed_best_fit_dataset
 
 
 def _seed_dataset(reference_dir, seed_reference):
-    from gamma_ray_dist.datasets.map import MapDataset
-    from gamma_ray_dist.modeling.models import FoVBackgroundModel, Models
-
-    dataset = MapDataset.read(reference_dir / "crab_stacked_gammapy.fits.gz")
-    models = Models.from_yaml(seed_reference["case"]["model"])
-    models.append(FoVBackgroundModel(dataset_name=dataset.name))
-    set_seed_best_fit(models, seed_reference, errors=True)
-    dataset.models = models
-    return dataset
+    return seed_best_fit_dataset(reference_dir / "crab_stacked_gammapy.fits.gz", seed_reference, errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -59,14 +51,7 @@ def test_seed_flux_points_match_gammapy_reference(seed_points, seed_reference):
 def test_seed_scan_matches_gammapy(seed_points, reference_dir, seed_reference):
     """stat_scan on gammapy's default norm grid, against gammapy run live (scan only: ~3 s)."""
     gp_est = pytest.importorskip("gammapy.estimators")
-    from gammapy.datasets import MapDataset as GPMapDataset
-    from gammapy.modeling.models import FoVBackgroundModel as GPBkg, Models as GPModels
-
-    dataset = GPMapDataset.read(reference_dir / "crab_stacked_gammapy.fits.gz")
-    models = GPModels.from_yaml(seed_reference["case"]["model"])
-    models.append(GPBkg(dataset_name=dataset.name))
-    set_seed_best_fit(models, seed_reference)
-    dataset.models = models
+    dataset = seed_best_fit_dataset(reference_dir / "crab_stacked_gammapy.fits.gz", seed_reference, "gammapy")
     theirs = gp_est.FluxPointsEstimator(energy_edges=[1, 2, 4, 10] * u.TeV, source="crab",
                                         selection_optional=["scan"]).run([dataset])
     assert np.allclose(seed_points.norm_scan, theirs.stat_scan.geom.axes["norm"].center, rtol=1e-12)
@@ -193,14 +178,7 @@ def test_norm_overrides():
 def test_reoptimize_matches_gammapy(seed_dataset, reference_dir, seed_reference):
     """Generic path (background norm re-fitted per bin) against gammapy run live (~3 s)."""
     gp_est = pytest.importorskip("gammapy.estimators")
-    from gammapy.datasets import MapDataset as GPMapDataset
-    from gammapy.modeling.models import FoVBackgroundModel as GPBkg, Models as GPModels
-
-    dataset = GPMapDataset.read(reference_dir / "crab_stacked_gammapy.fits.gz")
-    models = GPModels.from_yaml(seed_reference["case"]["model"])
-    models.append(GPBkg(dataset_name=dataset.name))
-    set_seed_best_fit(models, seed_reference)
-    dataset.models = models
+    dataset = seed_best_fit_dataset(reference_dir / "crab_stacked_gammapy.fits.gz", seed_reference, "gammapy")
     theirs = gp_est.FluxPointsEstimator(energy_edges=[1, 2, 4, 10] * u.TeV, source="crab",
                                         reoptimize=True).run([dataset])
     ours = FluxPointsEstimator(energy_edges=[1, 2, 4, 10] * u.TeV, source="crab", reoptimize=True).run(seed_dataset)
