@@ -25,10 +25,17 @@ class _CompositeModel:
     """Shared covariance bookkeeping of models made of spectral/spatial components."""
 
     _covariance: np.ndarray | None = None
+    _name: str
+    spectral_model: SpectralModel
+    spatial_model: SpatialModel | None = None
+
+    @property
+    def name(self) -> str:
+        return self._name
 
     @property
     def _components(self) -> list:
-        raise NotImplementedError
+        return [m for m in (self.spectral_model, self.spatial_model) if m is not None]
 
     @property
     def parameters(self) -> Parameters:
@@ -132,14 +139,6 @@ class SkyModel(_CompositeModel):
             self.covariance = covariance_data
 
     @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def _components(self) -> list:
-        return [m for m in (self.spectral_model, self.spatial_model) if m is not None]
-
-    @property
     def position(self):
         return None if self.spatial_model is None else self.spatial_model.position
 
@@ -208,14 +207,6 @@ class FoVBackgroundModel(_CompositeModel):
         self._covariance = None
         if covariance_data is not None:
             self.covariance = covariance_data
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def _components(self) -> list:
-        return [self.spectral_model]
 
     def evaluate_values(self, energy_tev: Any) -> np.ndarray:
         """Background scaling factor at energies (TeV)."""
