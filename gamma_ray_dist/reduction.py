@@ -36,6 +36,7 @@ import numpy as np
 from astropy import units as u
 
 from .errors import GammaRayDistError, IRFError, ObservationError
+from .interning import load_interned
 
 __all__ = ["ReductionSpec", "reduce_observation", "reduce_to_dataset", "ObservationOutsideGeometry"]
 
@@ -131,13 +132,14 @@ class ReductionSpec:
         _canonical(fields, digest)
         return digest.hexdigest()
 
-    def __getstate__(self):
+    def __reduce__(self):
+        # Pickled afresh each time (a spec may still be edited before its first use) with its key
+        # recomputed, so a copy always has the key of the content it carries; rebuilt through
+        # `interning.load_interned`, so a worker parses the geometries' WCS once per content, not
+        # once per task.
         state = {k: v for k, v in self.__dict__.items() if k != "_content_key"}
         state["_content_key"] = self._hash_fields()
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
+        return (_load_spec, (pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL),))
 
     @property
     def width(self) -> float:
@@ -175,6 +177,13 @@ class ReductionSpec:
 
 #: Lazily filled, derived attributes of geometries and axes: not part of their content.
 _DERIVED_ATTRIBUTES = frozenset({"_cache", "_edges", "_center"})
+
+
+def _load_spec(blob: bytes) -> ReductionSpec:
+    """Unpickle a `ReductionSpec`; its fields are shared with earlier copies of the same content."""
+    spec = object.__new__(ReductionSpec)
+    spec.__dict__.update(load_interned(blob))  # a new object, so edits to it stay its own
+    return spec
 
 
 def _canonical(value: Any, digest) -> None:

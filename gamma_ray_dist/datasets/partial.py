@@ -16,6 +16,7 @@ import numpy as np
 from astropy import units as u
 from astropy.time import Time
 
+from ..interning import dumps_once, load_interned
 from .stacking import (
     Bounds,
     edisp_stack_weights,
@@ -86,6 +87,17 @@ class StackGeometry:
     def shape(self, key: str) -> Tuple[int, ...]:
         """Data shape of ``"geom"``, ``"geom_exposure"``, ``"geom_psf"`` or ``"geom_edisp"``."""
         return tuple(int(n) for n in self.geoms[key].data_shape)
+
+    def __reduce__(self):
+        # Every task and accumulator state carries the geometry: its WCS objects are rebuilt once
+        # per process (see `gamma_ray_dist.interning`); the geometry is immutable once built.
+        return (_stack_geometry, (dumps_once(self, self.geoms), self.reference_time))
+
+
+def _stack_geometry(blob: bytes, reference_time: Tuple[float, float, str]) -> StackGeometry:
+    geometry = StackGeometry(geoms=load_interned(blob), reference_time=tuple(reference_time))
+    geometry.__dict__["_interned_blob"] = blob
+    return geometry
 
 
 def _values(m, unit: str) -> np.ndarray:
