@@ -21,7 +21,7 @@ import pickle
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any, Hashable, Literal, NamedTuple, Sequence
+from typing import Any, Hashable, Literal, Mapping, NamedTuple, Sequence
 
 import ray
 
@@ -128,6 +128,15 @@ class OrderedReducer:
         Offering a key already acknowledged or buffered is a no-op (idempotent re-sends).
         """
         self._offer(key, "add", item)
+        return self._reply()
+
+    def add_pack(self, keys: Sequence[Hashable], pack: Mapping[Hashable, Any]) -> Reply:
+        """Offer ``pack[key]`` for each of ``keys`` (one call for a task of several observations).
+
+        Same semantics as calling `add` for each key (duplicates are no-ops, order is the keys').
+        """
+        for key in keys:
+            self._offer(key, "add", pack[key])
         return self._reply()
 
     def skip(self, key: Hashable, reason: str = "") -> Reply:

@@ -1,12 +1,20 @@
-"""Distributed dispatch: per-observation Ray tasks feeding an order-fixed reduction tree.
+"""Distributed dispatch: Ray tasks over packs of observations feeding an order-fixed reduction tree.
 
-`run_distributed` runs ``task_fn(shared, obs_id) -> Partial`` for every observation as a Ray task
+`run_distributed` runs ``task_fn(shared, obs_id) -> Partial`` for every observation in Ray tasks
 (at most ``max_in_flight`` at a time, submitted in sorted obs id order, collected with `ray.wait`
-in batches) and forwards each finished partial *by ObjectRef* to the leaf reducer of its chunk
+in batches) and forwards the finished partials *by ObjectRef* to the leaf reducer of their chunk
 (`actors.reduction.ReductionActor`), so partials go from worker to actor without passing through
 the driver. Leaves fold their chunk in sorted obs id order; a root folds the chunk states in chunk
 order. The tree depends only on the sorted ids and ``fan_in``, so the float64 result is
 bit-identical to `run_serial` whatever the worker count, arrival order, retries or restarts.
+
+A task reduces a *pack* of consecutive observations and returns their partials together (one
+status list, one object), because a Ray task has a fixed cost (scheduling, the driver's
+bookkeeping, one reducer call: several ms of CPU, a good part of the 20 ms it takes to reduce a
+H.E.S.S. observation). Packs shrink as the run proceeds (`pack_size`: the unsubmitted
+observations over the cluster CPUs, at most ``max_obs_per_task``) so the last tasks are small
+and the workers finish together. Packing decides only where observations are reduced: the leaves
+still add partials one observation at a time in sorted order, so packs change no bit of the result.
 
 Failures: a task raising records ``(obs_id, error type, message, file)`` and the observation is
 skipped (``strict=True`` re-raises instead); a crashed worker is retried ``max_retries`` times by
@@ -73,7 +81,9 @@ __all__ = [
     "run_distributed",
     "run_serial",
     "DEFAULT_FAN_IN",
+    "DEFAULT_MAX_OBS_PER_TASK",
     "DEFAULT_ROOT_CHECKPOINT_EVERY",
+    "pack_size",
     "ReducerPool",
     "REDUCER_POOL",
 ]
@@ -82,6 +92,9 @@ log = logging.getLogger(__name__)
 
 #: Observations folded by one leaf reducer. Part of the result's definition (the float64 sum order).
 DEFAULT_FAN_IN = 32
+
+#: Largest pack of observations one task reduces (see `pack_size`).
+DEFAULT_MAX_OBS_PER_TASK = 8
 
 #: Chunk merges between two checkpoints of the root reducer (unless ``checkpoint_every`` is smaller).
 #: A root checkpoint writes one stacked state (a few MB for DR1-like geometries: ~10-50 ms with the
@@ -103,6 +116,8 @@ class ObsStatus:
     message: str | None = None
     filename: str | None = None
     seconds: float = 0.0  # wall time of task_fn in the worker
+    started: float = 0.0  # when task_fn started (seconds since the epoch, the worker's clock)
+    worker: int = 0  # process id of the worker (with ``started``: a timeline of the run)
     timings: dict[str, float] = field(default_factory=dict)  # the partial's own stage timings
 
 
@@ -115,6 +130,8 @@ class RunReport:
     fan_in: int
     n_chunks: int
     max_in_flight: int
+    max_obs_per_task: int = 1
+    n_tasks: int = 0  # tasks submitted (packs), retries by Ray not counted
     obs: dict[int, ObsStatus] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)  # driver-side stages, seconds
     stage_seconds: dict[str, float] = field(default_factory=dict)  # summed over tasks
@@ -156,6 +173,8 @@ class RunReport:
             message=status.get("message"),
             filename=status.get("filename"),
             seconds=float(status.get("seconds", 0.0)),
+            started=float(status.get("started", 0.0)),
+            worker=int(status.get("worker", 0)),
             timings=dict(status.get("timings") or {}),
         )
         self.obs[obs_id] = entry
@@ -177,22 +196,50 @@ class RunResult(NamedTuple):
 # ---------------------------------------------------------------------------------------------
 def _run_one(task_fn: TaskFn, shared: Any, obs_id: int) -> tuple[dict[str, Any], Partial | None]:
     """Run one observation; exceptions become a status (so data errors are never retried)."""
-    t0 = time.perf_counter()
+    started, t0 = time.time(), time.perf_counter()
     try:
         partial = task_fn(shared, obs_id)
     except Exception as error:  # noqa: BLE001 - recorded per observation, strict mode re-raises
-        return _failure_status(error, time.perf_counter() - t0), None
-    status = {
-        "ok": True,
-        "seconds": time.perf_counter() - t0,
-        "timings": dict(getattr(partial, "timings", None) or {}),
-    }
+        status, partial = _failure_status(error, time.perf_counter() - t0), None
+    else:
+        status = {
+            "ok": True,
+            "seconds": time.perf_counter() - t0,
+            "timings": dict(getattr(partial, "timings", None) or {}),
+        }
+    status.update(started=started, worker=os.getpid())
     return status, partial
 
 
-def _task_body(shared: tuple[TaskFn, Any], obs_id: int) -> tuple[dict[str, Any], Partial | None]:
-    task_fn, shared_value = shared
-    return _run_one(task_fn, shared_value, obs_id)
+def _run_pack(task_fn: TaskFn, shared: Any, pack: tuple[int, ...],
+              strict: bool = False) -> tuple[list[dict[str, Any]], dict[int, Partial]]:
+    """Reduce a pack of observations: ``(statuses in pack order, {obs_id: partial} of the ok ones)``.
+
+    With ``strict`` the pack stops at its first failure (the driver re-raises it).
+    """
+    statuses, partials = [], {}
+    for obs_id in pack:
+        status, partial = _run_one(task_fn, shared, obs_id)
+        statuses.append(status)
+        if partial is not None:
+            partials[obs_id] = partial
+        elif strict:
+            break
+    return statuses, partials
+
+
+def _task_body(shared: tuple[TaskFn, Any, bool], pack: tuple[int, ...]) -> tuple[list, dict]:
+    task_fn, shared_value, strict = shared
+    return _run_pack(task_fn, shared_value, pack, strict)
+
+
+def pack_size(n_unsubmitted: int, n_cpus: int, max_obs_per_task: int = DEFAULT_MAX_OBS_PER_TASK) -> int:
+    """Observations in the next task: ``n_unsubmitted // n_cpus``, between 1 and ``max_obs_per_task``.
+
+    "Guided" self-scheduling: big tasks while much is left (few task costs), single observations
+    at the end (no worker waits long for the last big task of another).
+    """
+    return int(max(1, min(int(max_obs_per_task), int(n_unsubmitted) // max(1, int(n_cpus)))))
 
 
 _REMOTE_TASK = None
@@ -274,6 +321,7 @@ def run_distributed(
     *,
     max_in_flight: int | None = None,
     fan_in: int = DEFAULT_FAN_IN,
+    max_obs_per_task: int = DEFAULT_MAX_OBS_PER_TASK,
     strict: bool = False,
     progress: bool | TextIO = True,
     checkpoint_dir: str | os.PathLike | None = None,
@@ -303,6 +351,9 @@ def run_distributed(
         Tasks submitted and not yet finished; default 3x the cluster CPUs.
     fan_in : int
         Observations per leaf reducer; with the sorted ids it fixes the summation order.
+    max_obs_per_task : int
+        Largest pack of observations one task reduces (`pack_size`); 1 = a task per observation.
+        Does not change the result.
     strict : bool
         Re-raise the first task failure instead of recording it and going on.
     progress : bool or file-like
@@ -347,13 +398,15 @@ def run_distributed(
         ``(state, report)``. ``state`` arrays may be read-only views of the object store.
     """
     t_start = time.perf_counter()
+    wall_start = time.time()
     ids, dups = _sorted_unique(obs_ids)
     run_id = run_id or f"grd-{uuid.uuid4().hex[:8]}"
     chunks = plan_chunks(ids, fan_in)
     where = chunk_index(chunks)
     ensure_ray()
+    n_cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     if max_in_flight is None:
-        max_in_flight = max(2, 3 * int(ray.cluster_resources().get("CPU", 1)))
+        max_in_flight = max(2, 3 * n_cpus)
     max_in_flight = max(1, int(max_in_flight))
     # Submission never runs more than `window` observations ahead of the oldest unfinished one.
     window = max(4 * max_in_flight, 2)
@@ -366,8 +419,9 @@ def run_distributed(
     if max_open_chunks < root_every:
         # fewer slots than merges between root checkpoints: the root would never free a slot
         raise ValueError(f"max_open_chunks={max_open_chunks} must be >= root_checkpoint_every={root_every}")
-    report = RunReport(run_id, "ray", int(fan_in), len(chunks), max_in_flight, duplicate_obs_ids=dups,
-                       max_open_chunks=max_open_chunks, root_checkpoint_every=root_every)
+    max_obs_per_task = max(1, int(max_obs_per_task))
+    report = RunReport(run_id, "ray", int(fan_in), len(chunks), max_in_flight, max_obs_per_task,
+                       duplicate_obs_ids=dups, max_open_chunks=max_open_chunks, root_checkpoint_every=root_every)
     if not ids:
         return RunResult(make_accumulator().state(), report)
 
@@ -431,17 +485,18 @@ def run_distributed(
     t0 = time.perf_counter()
     # task_fn travels with shared (one object, deserialised per task; a module-level function
     # pickles by reference), so the remote function itself is defined once per process and reused.
-    shared_ref = ray.put((task_fn, shared))
+    shared_ref = ray.put((task_fn, shared, bool(strict)))
     report.timings["put_shared"] = time.perf_counter() - t0
     remote_task = _remote_task().options(num_returns=2, max_retries=int(max_retries), retry_exceptions=False)
 
     # Bound how far submission runs ahead of the oldest unfinished observation (partials buffered
     # in leaves) and how many chunks are in the pipeline (live leaves, chunk-state refs held).
     position = {o: i for i, o in enumerate(ids)}
+    chunk_end = [sum(len(chunk) for chunk in chunks[: c + 1]) for c in range(len(chunks))]  # in `ids`
     finished = [False] * len(ids)
     lowest = 0
     next_i = 0
-    tasks: dict[ray.ObjectRef, tuple[int, ray.ObjectRef]] = {}
+    tasks: dict[ray.ObjectRef, tuple[tuple[int, ...], ray.ObjectRef]] = {}  # status ref -> (pack, partials)
     leaves: dict[int, ReducerLink] = {}
     root = make_link("root", tuple(range(len(chunks))), "merge") if len(chunks) > 1 else None
     final_ref: ray.ObjectRef | None = None
@@ -466,13 +521,20 @@ def run_distributed(
             while next_i < len(ids) and len(tasks) < max_in_flight and next_i < lowest + window:
                 obs_id = ids[next_i]
                 c = where[obs_id]
-                if c not in leaves:
-                    if chunks_in_pipeline() >= max_open_chunks:
-                        break  # a slot frees when a leaf finishes and the root checkpoints
+                if c not in leaves and chunks_in_pipeline() >= max_open_chunks:
+                    break  # a slot frees when a leaf finishes and the root checkpoints
+                # A pack stays within its chunk (one leaf) and within the submission window.
+                end = min(next_i + pack_size(len(ids) - next_i, n_cpus, max_obs_per_task),
+                          chunk_end[c], lowest + window)
+                pack = tuple(ids[next_i:end])
+                status_ref, partials_ref = remote_task.remote(shared_ref, pack)
+                tasks[status_ref] = (pack, partials_ref)
+                if c not in leaves:  # after the submission: the task starts while the leaf is set up
                     leaves[c] = make_link(f"chunk{c:05d}", chunks[c], "add")
-                status_ref, partial_ref = remote_task.remote(shared_ref, obs_id)
-                tasks[status_ref] = (obs_id, partial_ref)
-                next_i += 1
+                report.n_tasks += 1
+                if next_i == 0:
+                    report.timings["first_submit"] = time.perf_counter() - t_start
+                next_i = end
             sample_peaks()
 
             links = list(leaves.values()) + ([root] if root is not None else [])
@@ -487,24 +549,28 @@ def run_distributed(
                     ready += more
             ready_set = set(ready)
 
-            # Finished tasks: one batched get of the small status objects (never the partials).
+            # Finished tasks: one batched get of the small status lists (never the partials).
             done = [r for r in ready if r in tasks]
-            for ref, status in zip(done, get_each(done)):
-                obs_id, partial_ref = tasks.pop(ref)
-                if isinstance(status, Failed):  # worker crashed beyond max_retries, or lost
-                    status = _failure_status(status.error)
-                entry = report._record(status, obs_id)
-                link = leaves[where[obs_id]]
-                if entry.status == "ok":
-                    link.send(obs_id, partial_ref)
-                else:
-                    n_failed += 1
-                    log.warning("observation %s failed: %s: %s", obs_id, entry.error_type, entry.message)
-                    if strict:
-                        _reraise(status, obs_id)
-                    link.skip(obs_id, f"{entry.error_type}: {entry.message}")
-                finished[position[obs_id]] = True
-                n_done += 1
+            for ref, statuses in zip(done, get_each(done)):
+                pack, partials_ref = tasks.pop(ref)
+                if isinstance(statuses, Failed):  # worker crashed beyond max_retries, or lost
+                    statuses = [_failure_status(statuses.error)] * len(pack)
+                link = leaves[where[pack[0]]]
+                ok = []
+                for obs_id, status in zip(pack, statuses):
+                    entry = report._record(status, obs_id)
+                    if entry.status == "ok":
+                        ok.append(obs_id)
+                    else:
+                        n_failed += 1
+                        log.warning("observation %s failed: %s: %s", obs_id, entry.error_type, entry.message)
+                        if strict:
+                            _reraise(status, obs_id)
+                        link.skip(obs_id, f"{entry.error_type}: {entry.message}")
+                    finished[position[obs_id]] = True
+                    n_done += 1
+                if ok:
+                    link.send_pack(ok, partials_ref)
             while lowest < len(ids) and finished[lowest]:
                 lowest += 1
             if n_done == len(ids) and t_tasks_done is None:
@@ -569,6 +635,9 @@ def run_distributed(
     report.timings["tasks"] = (t_tasks_done or t_end) - t_start
     report.timings["reduce_tail"] = t_end - (t_tasks_done or t_end)
     report.timings["total"] = t_end - t_start
+    started = [o.started for o in report.obs.values() if o.started]
+    if started:  # the first task's wait for a worker (lease, shared input fetch), from the timeline
+        report.timings["first_task_start"] = min(started) - wall_start
     return RunResult(state, report)
 
 

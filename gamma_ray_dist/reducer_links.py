@@ -42,7 +42,8 @@ class ReducerLink:
         self._release = release or (lambda handle, healthy: ray.kill(handle, no_restart=True))
         self.generation = 0
         self.handle = spawn(tag, 0)
-        self.sent: dict[Hashable, tuple[str, Any]] = {}  # key -> ("add", ref) | ("skip", reason)
+        # key -> ("add", ref) | ("pack", (keys, ref)) | ("skip", reason) | ("released", None)
+        self.sent: dict[Hashable, tuple[str, Any]] = {}
         self.calls: deque[tuple[str, ray.ObjectRef, ray.ObjectRef | None]] = deque()
         self.incarnation: str | None = None
         self.n_acked = 0
@@ -57,14 +58,30 @@ class ReducerLink:
 
     # -- sending -------------------------------------------------------------------------------
     def send(self, key: Hashable, ref: ray.ObjectRef) -> None:
-        if key in self.sent:
-            if self.sent[key][0] == "add":
-                self.refs_held -= 1
-            elif self.sent[key][0] == "released":
-                return  # already durable: nothing to (re-)send
-        self.sent[key] = ("add", ref)
+        """Send the item of ``key`` (an ObjectRef the actor resolves)."""
+        if self._hold(key, ("add", ref)):
+            self._call(key)
+
+    def send_pack(self, keys: Iterable[Hashable], ref: ray.ObjectRef) -> None:
+        """Send several items in one call: ``ref`` resolves to a mapping ``key -> item``."""
+        keys = tuple(k for k in keys if self.sent.get(k, ("",))[0] != "released")
+        if not keys:
+            return
+        entry = ("pack", (keys, ref))  # one tuple shared by the keys: re-sent once per pack
+        for key in keys:
+            self._hold(key, entry)
+        self._call(keys[0])
+
+    def _hold(self, key: Hashable, entry: tuple[str, Any]) -> bool:
+        """Record what ``key`` was sent as; False if it is already durable (nothing to send)."""
+        previous = self.sent.get(key, ("",))[0]
+        if previous == "released":
+            return False
+        if previous in ("add", "pack"):
+            self.refs_held -= 1
+        self.sent[key] = entry
         self.refs_held += 1
-        self._call(key)
+        return True
 
     def skip(self, key: Hashable, reason: str) -> None:
         self.sent[key] = ("skip", reason)
@@ -72,8 +89,11 @@ class ReducerLink:
 
     def _call(self, key: Hashable) -> None:
         kind, payload = self.sent[key]
-        method = self.handle.add if kind == "add" else self.handle.skip
-        self.calls.append(("reply", method.remote(key, payload), None))
+        if kind == "pack":
+            call = self.handle.add_pack.remote(*payload)
+        else:
+            call = (self.handle.add if kind == "add" else self.handle.skip).remote(key, payload)
+        self.calls.append(("reply", call, None))
 
     def _ping(self) -> None:
         if not any(kind == "ping" for kind, _, _ in self.calls):
@@ -126,10 +146,16 @@ class ReducerLink:
                 self.restarts += 1
                 log.warning("reducer %s restarted: %d/%d acknowledged, re-sending the rest",
                             self.tag, self.n_acked, len(self.keys))
+                resent_packs: set[int] = set()
                 for key in self.keys[self.n_acked:]:
                     if key in self.sent:
-                        if self.sent[key][0] == "released":
+                        kind, payload = self.sent[key]
+                        if kind == "released":
                             raise RuntimeError(f"reducer {self.tag} lost {key!r}: checkpoint older than acknowledged")
+                        if kind == "pack":
+                            if id(payload) in resent_packs:
+                                continue  # the whole pack is re-sent once (adds are idempotent)
+                            resent_packs.add(id(payload))
                         self._call(key)
         else:
             self.n_acked = max(self.n_acked, reply.n_acknowledged)
@@ -138,7 +164,7 @@ class ReducerLink:
         while self._released_upto < min(self.n_durable, len(self.keys)):
             key = self.keys[self._released_upto]
             if key in self.sent and self.sent[key][0] != "released":
-                if self.sent[key][0] == "add":
+                if self.sent[key][0] in ("add", "pack"):
                     self.refs_held -= 1
                 self.sent[key] = ("released", None)
             self._released_upto += 1

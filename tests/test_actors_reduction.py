@@ -51,6 +51,18 @@ def test_buffers_until_the_gap_is_filled_and_acknowledges_a_prefix():
     assert red.finalize()[1] is None  # incomplete: no state
 
 
+def test_packs_fold_like_single_adds_in_any_order_and_count_once():
+    packs = [IDS[4:7], IDS[0:2], IDS[2:4], IDS[7:]]  # arrive out of order; one is re-sent
+    red = OrderedReducer(IDS, make_accumulator)
+    for pack in packs + [packs[1]]:
+        red.add_pack(pack, {o: make_partial(o) for o in pack})
+    reply, state = red.finalize()
+    assert reply.n_acknowledged == len(IDS) and red.progress()["added"] == len(IDS)
+    np.testing.assert_array_equal(state["values"], serial_sum(sorted(IDS)))
+    with pytest.raises(KeyError):  # a key the pack does not hold is an error, not a silent skip
+        OrderedReducer(IDS, make_accumulator).add_pack([IDS[0]], {})
+
+
 def test_duplicate_add_counts_once():
     red = OrderedReducer(IDS[:3], make_accumulator)
     for o in [IDS[1], IDS[1], IDS[0], IDS[0], IDS[1], IDS[2], IDS[2]]:

@@ -10,7 +10,7 @@ import io
 import numpy as np
 import pytest
 
-from gamma_ray_dist.driver import ensure_ray, run_distributed, run_serial
+from gamma_ray_dist.driver import ensure_ray, pack_size, run_distributed, run_serial
 from gamma_ray_dist.errors import ObservationError
 
 from .test_driver_fakes import fake_task, make_accumulator
@@ -38,12 +38,13 @@ def test_chunking_changes_bits_so_equality_means_something(serial_state):
     assert not np.array_equal(serial_state["values"], other["values"])
 
 
-@pytest.mark.parametrize("max_in_flight", [1, 3, 8])
-def test_ray_is_bit_identical_to_serial_whatever_the_completion_order(ray_session, serial_state, max_in_flight):
+@pytest.mark.parametrize("max_in_flight, per_task", [(1, 8), (3, 8), (8, 8), (3, 1), (8, 3)])
+def test_ray_is_bit_identical_to_serial_whatever_the_completion_order(ray_session, serial_state, max_in_flight,
+                                                                     per_task):
     shuffled = IDS[5:] + IDS[:5][::-1] + IDS[2:4]  # input order and duplicates must not matter
     result = run_distributed(
         shuffled, fake_task, {"sleep_max": 0.03}, make_accumulator,
-        max_in_flight=max_in_flight, fan_in=FAN_IN, progress=False,
+        max_in_flight=max_in_flight, fan_in=FAN_IN, progress=False, max_obs_per_task=per_task,
     )
     _assert_same(result.state, serial_state)
     report = result.report
@@ -51,6 +52,24 @@ def test_ray_is_bit_identical_to_serial_whatever_the_completion_order(ray_sessio
     assert report.duplicate_obs_ids == IDS[2:4]
     assert report.n_chunks == 3 and report.stage_seconds["make"] == pytest.approx(0.012)
     assert set(report.timings) >= {"put_shared", "tasks", "reduce_tail", "total"}
+
+
+def test_pack_size_shrinks_towards_the_end_of_the_run():
+    sizes, left = [], 30
+    while left:
+        sizes.append(pack_size(left, n_cpus=2, max_obs_per_task=8))
+        left -= sizes[-1]
+    assert sizes == [8, 8, 7, 3, 2, 1, 1]  # left: 30, 22, 14, 7, 4, 2, 1
+    assert pack_size(100, 4, 1) == 1 and pack_size(3, 8, 8) == 1 and pack_size(0, 2, 8) == 1
+
+
+def test_packs_stay_within_a_chunk_and_report_their_number(ray_session, serial_state):
+    result = run_distributed(IDS, fake_task, {}, make_accumulator, fan_in=FAN_IN, max_in_flight=8, progress=False)
+    # 12 observations in chunks of 4 on 2 CPUs: packs of 4 | 4 | 2, 1, 1 (cut at the chunk ends)
+    assert result.report.n_tasks == 5 and result.report.max_obs_per_task == 8
+    _assert_same(result.state, serial_state)
+    workers = {status.worker for status in result.report.obs.values()}
+    assert all(status.started > 0 for status in result.report.obs.values()) and 0 not in workers
 
 
 def test_single_chunk_run(ray_session):
@@ -102,19 +121,23 @@ def test_crash_beyond_retries_is_a_recorded_failure(ray_session, tmp_path):
     assert list(result.state["obs_ids"]) == [IDS[1]]
 
 
-@pytest.mark.parametrize("checkpoint", [False, True], ids=["resend", "checkpoint"])
-def test_reduction_actors_killed_mid_run_give_the_identical_result(ray_session, serial_state, tmp_path, checkpoint):
-    run_id = f"killtest-{int(checkpoint)}"
+@pytest.mark.parametrize("checkpoint, per_task", [(False, 1), (True, 1), (False, 2)],
+                         ids=["resend", "checkpoint", "resend-packs"])
+def test_reduction_actors_killed_mid_run_give_the_identical_result(ray_session, serial_state, tmp_path, checkpoint,
+                                                                   per_task):
+    run_id = f"killtest-{int(checkpoint)}-{per_task}"
     shared = {
         "marker_dir": str(tmp_path),
-        # obs 3 kills the leaf of chunk 0 once it holds obs 0-2; obs 10 kills the root once it
-        # holds chunks 0 and 1
-        "kill": {IDS[3]: (f"{run_id}.chunk00000", 3), IDS[10]: (f"{run_id}.root", 2)},
+        # obs 3 kills the leaf of chunk 0 once it holds obs 0-2 (with packs of 2: obs 0-1, the pack
+        # re-sent after the kill); obs 10 kills the root once it holds chunks 0 and 1
+        "kill": {IDS[3]: (f"{run_id}.chunk00000", 4 - per_task), IDS[10]: (f"{run_id}.root", 2)},
     }
     result = run_distributed(
         IDS, fake_task, shared, make_accumulator, fan_in=FAN_IN, max_in_flight=2, progress=False,
         run_id=run_id, checkpoint_dir=tmp_path / "ckpt" if checkpoint else None, checkpoint_every=1,
+        max_obs_per_task=per_task,
     )
+    assert (result.report.n_tasks == len(IDS)) == (per_task == 1)
     assert (tmp_path / f"kill-{IDS[3]}").exists() and (tmp_path / f"kill-{IDS[10]}").exists()
     _assert_same(result.state, serial_state)
     assert result.report.reducer_restarts == 2

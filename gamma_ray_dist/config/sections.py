@@ -544,6 +544,10 @@ class RayConfig(_Section):
         Bound on reduction tasks in flight; None = 3 x cluster CPUs (see :meth:`resolve_max_in_flight`).
     fan_in : int
         Fan-in of the tree reduction (partials merged per accumulator node), >= 2.
+    max_obs_per_task : int
+        Largest number of observations one Ray task reduces (tasks shrink towards the end of the
+        run, see `gamma_ray_dist.driver.pack_size`); 1 = one task per observation. Does not change
+        the result.
     strict : bool
         If True, the first failing observation aborts the run; else it is recorded and skipped.
     """
@@ -552,6 +556,7 @@ class RayConfig(_Section):
     num_cpus: int | None = _field("int", min=1)
     max_in_flight: int | None = _field("int", min=1)
     fan_in: int = _field("int", 8, required=True, min=2)
+    max_obs_per_task: int = _field("int", 8, required=True, min=1)
     strict: bool = _field("bool", False)
 
     def resolve_max_in_flight(self, cluster_cpus: int) -> int:

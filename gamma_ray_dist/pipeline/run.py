@@ -59,7 +59,7 @@ class PipelineOptions:
         Compute likelihood profiles and MINOS errors of every free parameter.
     progress : bool or stream
         Reduction progress on stderr (or the given stream).
-    max_in_flight, fan_in : int, optional
+    max_in_flight, fan_in, max_obs_per_task : int, optional
         Driver settings (default from the ``ray`` section).
     n_workers : int, optional
         Profile / flux-point workers (default: cluster CPUs).
@@ -83,6 +83,7 @@ class PipelineOptions:
     progress: bool | TextIO = True
     max_in_flight: int | None = None
     fan_in: int | None = None
+    max_obs_per_task: int | None = None
     n_workers: int | None = None
     task_hooks: dict | None = None
     run_id: str | None = None
@@ -146,8 +147,10 @@ def reduce_stacked(config: AnalysisConfig, obs_ids: list[int], options: Pipeline
 
     cpus = int(ray.cluster_resources().get("CPU", 1))
     max_in_flight = options.max_in_flight or config.ray.resolve_max_in_flight(cpus)
+    per_task = options.max_obs_per_task or config.ray.max_obs_per_task
     return run_distributed(obs_ids, reduce_task, shared, make_acc, fan_in=fan_in, strict=strict,
-                           max_in_flight=max_in_flight, progress=options.progress, run_id=run_id,
+                           max_in_flight=max_in_flight, max_obs_per_task=per_task,
+                           progress=options.progress, run_id=run_id,
                            checkpoint_dir=options.checkpoint_dir)
 
 
@@ -168,6 +171,8 @@ def reduction_report(obs_ids: list[int], state: dict | None, report, timings: di
                          mask_safe_bins=s.get("mask_safe_bins"), livetime=s.get("livetime"))
         if status is not None:
             entry["seconds"] = status.seconds
+            entry["started"] = status.started  # epoch seconds; with "worker" (pid): a timeline of the run
+            entry["worker"] = status.worker
             entry["timings"] = status.timings
         entries.append(entry)
     return {
@@ -183,6 +188,8 @@ def reduction_report(obs_ids: list[int], state: dict | None, report, timings: di
         "reducer_restarts": report.reducer_restarts,
         "max_in_flight": report.max_in_flight,
         "fan_in": report.fan_in,
+        "max_obs_per_task": report.max_obs_per_task,
+        "n_tasks": report.n_tasks,
     }
 
 
