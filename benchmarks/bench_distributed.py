@@ -17,7 +17,9 @@ Ray is started before any timing (a cluster is long-lived). "cold" is the first 
 the process (Ray: worker processes, imports, spec caches and reducer actors start during it); "warm"
 runs repeat the same reduction in the same process (warm workers, warm reducer actors from the
 driver's pool), interleaved serial / 1 worker / 2 workers, ``--repeats`` times (median and best
-reported). gammapy runs in the same process after ours. The load average is printed. Ray runs its workers at
+reported). Interleaved with them, the ceiling of any 2-worker scheme on this machine: the serial
+reduction split evenly over 2 plain OS processes, no scheduler, no stacking of the halves
+(`TwoProcessBound`). gammapy runs in the same process after ours. The load average is printed. Ray runs its workers at
 niceness 15 by default, which on a machine shared with other jobs starves them against the serial runs
 (niceness 0); the benchmark starts Ray with ``RAY_worker_niceness=0`` (``--ray-niceness``) so that all
 modes compete for the CPUs on equal terms.
@@ -77,16 +79,23 @@ def target_config(data: Path, name: str):
 #: driver-side phases summed over the targets of the last `ours` call (tasks running / reducer tail)
 PHASES: dict[str, dict[str, float]] = {}
 
+#: obs id -> seconds of its reduction in the last serial run (to split work evenly for the bound)
+OBS_SECONDS: dict[int, float] = {}
+
 
 #: observations per leaf reducer (``--fan-in``); every leaf and the root are Ray actors (warm ones
 #: from the driver's pool after the first run); 64 >= the observations of any target: one leaf, no root
 FAN_IN = 64
 
+#: largest pack of observations per Ray task (``--max-obs-per-task``); None: the config default
+MAX_OBS_PER_TASK = None
+
 
 def ours(cases: list, serial: bool, max_in_flight: int | None = None, label: str = "") -> tuple[float, list]:
     from gamma_ray_dist.pipeline.run import PipelineOptions, reduce_stacked
 
-    opts = PipelineOptions(serial=serial, max_in_flight=max_in_flight, progress=False, fan_in=FAN_IN)
+    opts = PipelineOptions(serial=serial, max_in_flight=max_in_flight, progress=False, fan_in=FAN_IN,
+                           max_obs_per_task=MAX_OBS_PER_TASK)
     states = []
     phases = PHASES.setdefault(label, {})
     t0 = time.perf_counter()
@@ -97,8 +106,89 @@ def ours(cases: list, serial: bool, max_in_flight: int | None = None, label: str
         for key in ("tasks", "reduce_tail", "prestart_reducers", "fetch_result"):
             phases[key] = phases.get(key, 0.0) + report.timings.get(key, 0.0)
         phases["task_cpu_sum"] = phases.get("task_cpu_sum", 0.0) + report.stage_seconds.get("task", 0.0)
+        if serial:
+            OBS_SECONDS.update({o: st.seconds for o, st in report.obs.items()})
+        phases["n_tasks"] = phases.get("n_tasks", 0.0) + (report.n_tasks if report.backend == "ray" else len(ids))
         states.append(state)
     return time.perf_counter() - t0, states
+
+
+# ------------------------------------------------------------------------------------------------
+# what 2 cores can give: the serial reduction split over 2 plain processes, no scheduler at all
+# ------------------------------------------------------------------------------------------------
+def split_evenly(ids: list[int], seconds: dict[int, float], n: int = 2) -> list[list[int]]:
+    """Longest-first greedy partition of ``ids`` into ``n`` parts of near-equal summed ``seconds``."""
+    parts: list[list[int]] = [[] for _ in range(n)]
+    load = [0.0] * n
+    for obs_id in sorted(ids, key=lambda o: -seconds.get(o, 0.0)):
+        k = int(np.argmin(load))
+        parts[k].append(obs_id)
+        load[k] += seconds.get(obs_id, 0.0)
+    return [sorted(p) for p in parts]
+
+
+def _bound_process(conn, data: str, parts: list[tuple[str, list[int]]]) -> None:
+    """Child of `TwoProcessBound`: reduce its part of every target serially on each request."""
+    from gamma_ray_dist.pipeline.run import PipelineOptions, reduce_stacked
+
+    cases = [(target_config(Path(data), name), ids) for name, ids in parts]
+    opts = PipelineOptions(serial=True, progress=False, fan_in=FAN_IN)
+    while conn.recv():
+        for config, ids in cases:
+            reduce_stacked(config, ids, opts)
+        conn.send(True)
+
+
+class TwoProcessBound:
+    """The serial reduction split over 2 OS processes (no Ray, halves not stacked), timed on demand.
+
+    Each target's observations are split into two parts of near-equal serial time (`split_evenly`
+    on the per-observation times of a serial run); each process reduces its parts of all the
+    targets one after the other (no barrier between targets, nothing sent back). No real scheduler
+    can beat this on the same cores: it is the ceiling for "2 workers vs serial" on this machine.
+    The processes stay alive (warm) so that `run` can be interleaved with the other modes.
+    """
+
+    def __init__(self, names: list[str], cases: list, data: Path) -> None:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        halves: list[list] = [[], []]
+        for name, (_, ids) in zip(names, cases):
+            for k, part in enumerate(split_evenly(ids, OBS_SECONDS)):
+                halves[k].append((name, part))
+        self.pipes, self.procs = [], []
+        saved = {key: os.environ.get(key) for key in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+        os.environ.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")  # as Ray sets for its workers
+        try:
+            for half in halves:
+                parent, child = ctx.Pipe()
+                proc = ctx.Process(target=_bound_process, args=(child, str(data), half), daemon=True)
+                proc.start()
+                self.pipes.append(parent)
+                self.procs.append(proc)
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+        self.run()  # warm-up: imports and per-spec caches
+
+    def run(self) -> float:
+        """Wall time of one round (both processes reduce their halves)."""
+        t0 = time.perf_counter()
+        for conn in self.pipes:
+            conn.send(True)
+        for conn in self.pipes:
+            conn.recv()
+        return time.perf_counter() - t0
+
+    def close(self) -> None:
+        for conn in self.pipes:
+            conn.send(False)
+        for proc in self.procs:
+            proc.join(timeout=10)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -203,11 +293,11 @@ def _load() -> str:
 def _phase_line(label: str, ph: dict) -> str:
     return (f"  {label:<34} tasks {ph.get('tasks', 0):6.2f} s  tail {ph.get('reduce_tail', 0):5.2f} s  "
             f"task sum {ph.get('task_cpu_sum', 0):6.2f} s  prestart {ph.get('prestart_reducers', 0):5.2f} s  "
-            f"fetch {ph.get('fetch_result', 0):5.2f} s")
+            f"fetch {ph.get('fetch_result', 0):5.2f} s  tasks {ph.get('n_tasks', 0):4.0f}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    global FAN_IN
+    global FAN_IN, MAX_OBS_PER_TASK
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("GRD_DR1", DEFAULT_DATA)))
     parser.add_argument("--targets", default=",".join(TARGETS), help=f"comma list of {list(TARGETS)}")
@@ -220,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--fan-in", type=int, default=FAN_IN,
                         help="observations per leaf reducer (64: one leaf per target, no root)")
+    parser.add_argument("--max-obs-per-task", type=int, default=None,
+                        help="largest pack of observations per Ray task (default: the config default, 8)")
     parser.add_argument("--ray-niceness", type=int, default=0,
                         help="niceness of the Ray worker processes (Ray's default is 15, which starves them "
                              "on a shared machine; 0 = the priority of the serial runs)")
@@ -229,11 +321,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from gamma_ray_dist.driver import REDUCER_POOL, ensure_ray
 
-    FAN_IN = args.fan_in
+    FAN_IN, MAX_OBS_PER_TASK = args.fan_in, args.max_obs_per_task
     from gamma_ray_dist.pipeline.inputs import open_datastore, select_obs_ids
 
     cases = []
-    for name in args.targets.split(","):
+    names = [name.strip() for name in args.targets.split(",")]
+    for name in names:
         config = target_config(args.data, name.strip())
         ids = select_obs_ids(config, open_datastore(config))[: args.max_obs]
         cases.append((config, ids))
@@ -253,17 +346,23 @@ def main(argv: list[str] | None = None) -> int:
         cases, serial=False, label="Ray 2w cold")
     print(f"  reducer actors started {REDUCER_POOL.created}, reused {REDUCER_POOL.reused}")
     # Warm: repeated runs in the same process, interleaved so that load changes hit all modes.
+    bound_label = "bound: serial split over 2 plain processes"
     warm: dict[str, list[float]] = {"ours serial, warm": [], "ours Ray 1 worker, warm": [],
-                                    "ours Ray 2 workers, warm": []}
+                                    "ours Ray 2 workers, warm": [], bound_label: []}
     identical = _same(ref_states, states_cold)
-    for _ in range(max(1, args.repeats)):
-        t, st = ours(cases, serial=True, label="serial warm")
-        warm["ours serial, warm"].append(t)
-        t, st1 = ours(cases, serial=False, max_in_flight=1, label="Ray 1w warm")
-        warm["ours Ray 1 worker, warm"].append(t)
-        t, st2 = ours(cases, serial=False, label="Ray 2w warm")
-        warm["ours Ray 2 workers, warm"].append(t)
-        identical = identical and _same(ref_states, st) and _same(ref_states, st1) and _same(ref_states, st2)
+    bound = TwoProcessBound(names, cases, args.data)
+    try:
+        for _ in range(max(1, args.repeats)):
+            t, st = ours(cases, serial=True, label="serial warm")
+            warm["ours serial, warm"].append(t)
+            t, st1 = ours(cases, serial=False, max_in_flight=1, label="Ray 1w warm")
+            warm["ours Ray 1 worker, warm"].append(t)
+            t, st2 = ours(cases, serial=False, label="Ray 2w warm")
+            warm["ours Ray 2 workers, warm"].append(t)
+            warm[bound_label].append(bound.run())
+            identical = identical and _same(ref_states, st) and _same(ref_states, st1) and _same(ref_states, st2)
+    finally:
+        bound.close()
     print(f"  reducer actors started {REDUCER_POOL.created}, reused {REDUCER_POOL.reused} (all runs)")
     for mode, ts in warm.items():
         rows[mode + " (median)"] = float(np.median(ts))
@@ -290,15 +389,19 @@ def main(argv: list[str] | None = None) -> int:
         n = max(1, args.repeats) if "warm" in label else 1
         print(_phase_line(label, {k: v / n for k, v in ph.items()}))
     speedup = rows["ours serial, warm (median)"] / base
+    ceiling = rows["ours serial, warm (median)"] / rows[bound_label + " (median)"]
     speedup_best = rows["ours serial, warm (best)"] / rows["ours Ray 2 workers, warm (best)"]
     print(f"\nours Ray 2 workers vs ours serial, warm: {speedup:.2f}x median, {speedup_best:.2f}x best "
           f"(goal >= 1.8x); cold: {rows['ours serial, cold (first run in the process)'] / rows['ours Ray 2 workers, cold (first run after Ray start)']:.2f}x")
+    print(f"ceiling on this machine (serial split over 2 plain processes vs serial): {ceiling:.2f}x median; "
+          f"ours reaches {speedup / ceiling:.0%} of it")
     gp = [t for m, t in rows.items() if m.startswith("gammapy")]
     if gp:
         print(f"ours 2 workers warm vs gammapy's best: {min(gp) / base:.2f}x (goal >= 10x)")
     print(f"stacked arrays bit-identical serial / 1 worker / 2 workers, cold and warm: {identical}")
     result: dict[str, Any] = {"n_obs": n_obs, "targets": args.targets, "seconds": rows, "warm_runs": warm,
-                              "phases": PHASES, "speedup_vs_serial": speedup, "bit_identical": identical,
+                              "phases": PHASES, "speedup_vs_serial": speedup, "ceiling_vs_serial": ceiling,
+                              "bound_runs": warm[bound_label], "bit_identical": identical,
                               "load_start": load_start, "load_end": _load(), "ray_start": t_ray}
     if not args.skip_profiles:
         prof = profiles(args.data, n_workers=args.num_cpus)

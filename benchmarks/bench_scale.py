@@ -318,7 +318,7 @@ def simulate_store(path: Path, n_obs: int, seed: int = 0, block_size: int = 250)
 # pipeline
 # ------------------------------------------------------------------------------------------------
 def write_config(work: Path, store: Path, obs_ids: list[int] | None, fan_in: int, max_in_flight: int | None,
-                 name: str) -> tuple[Path, Path]:
+                 name: str, max_obs_per_task: int = 8) -> tuple[Path, Path]:
     """Analysis config (the demo's seed-like analysis on ``store``) and start models; their paths."""
     import yaml
 
@@ -330,7 +330,8 @@ def write_config(work: Path, store: Path, obs_ids: list[int] | None, fan_in: int
     cfg.pop("flux_points", None)
     if obs_ids is not None:
         cfg["observations"]["obs_ids"] = [int(i) for i in obs_ids]
-    cfg["ray"] = {"fan_in": int(fan_in), "max_in_flight": max_in_flight, "strict": False}
+    cfg["ray"] = {"fan_in": int(fan_in), "max_in_flight": max_in_flight, "max_obs_per_task": int(max_obs_per_task),
+                  "strict": False}
     cfg_path = work / f"{name}.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     t = {k: v for k, v in truth(source).items() if isinstance(v, (int, float))}
@@ -350,7 +351,8 @@ def run_once(sampler: MemorySampler, work: Path, store: Path, n: int, args, fit:
     from gamma_ray_dist.pipeline.tasks import SummaryAccumulator
 
     name = f"run{n}"
-    cfg_path, models_path = write_config(work, store, list(range(1, n + 1)), args.fan_in, args.max_in_flight, name)
+    cfg_path, models_path = write_config(work, store, list(range(1, n + 1)), args.fan_in, args.max_in_flight, name,
+                                         args.max_obs_per_task)
     config = AnalysisConfig.read(cfg_path)
     out_dir = work / f"out-{n}"
     t0 = time.perf_counter()
@@ -398,6 +400,8 @@ def run_once(sampler: MemorySampler, work: Path, store: Path, n: int, args, fit:
         "mean_task_s": float(np.mean([o["seconds"] for o in per_obs])) if per_obs else None,
         "fan_in": reduction.get("fan_in"),
         "max_in_flight": reduction.get("max_in_flight"),
+        "max_obs_per_task": reduction.get("max_obs_per_task"),
+        "n_tasks": reduction.get("n_tasks"),
         "stacked_counts": stacked_counts,
         "sum_per_obs_counts": int(sum(int(o["counts"]) for o in per_obs)),
         "memory": summarize_memory(sampler.of_phase(phase)),
@@ -492,6 +496,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fan-in", type=int, default=64,
                         help="observations per leaf reducer (ray.fan_in; each leaf is one actor process)")
     parser.add_argument("--max-in-flight", type=int, default=None, help="reduction tasks in flight (3 x CPUs)")
+    parser.add_argument("--max-obs-per-task", type=int, default=8,
+                        help="largest pack of observations per reduction task (ray.max_obs_per_task)")
     parser.add_argument("--block-size", type=int, default=250, help="observations written per simulation task")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work-dir", default="/tmp/grd-bench-scale", help="data store and outputs")
