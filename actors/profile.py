@@ -125,7 +125,7 @@ def map_on_workers(
     dataset : object or ray.ObjectRef
         Put into the object store once (unless already a ref) and deserialised once per worker.
     jobs : sequence of (fn, kwargs)
-        See `Job`; job ``i`` goes to worker ``i % n_workers`` (round-robin).
+        See `Job`; handed out in order to whichever worker has room (put the longest jobs first).
     n_workers : int, optional
         Number of workers; default the cluster CPUs, never more than the number of jobs.
     max_in_flight_per_worker : int
@@ -158,15 +158,15 @@ def map_on_workers(
         workers = group.get(n_workers)
         for worker in workers:
             worker.load.remote(dataset_ref)  # before this call's jobs (actor calls run in order)
-    queues = [list(range(w, len(jobs), n_workers))[::-1] for w in range(n_workers)]  # pop() = next
+    queue = list(range(len(jobs)))[::-1]  # pop() = next job; any worker with room takes it
     in_flight = [0] * n_workers
     pending: dict[ray.ObjectRef, tuple[int, int]] = {}  # ref -> (job index, worker)
     results: list[Any] = [None] * len(jobs)
     try:
-        while pending or any(queues):
-            for w in range(n_workers):
-                while in_flight[w] < k and queues[w]:
-                    i = queues[w].pop()
+        while pending or queue:
+            for w in sorted(range(n_workers), key=in_flight.__getitem__):  # emptiest worker first
+                while in_flight[w] < k and queue:
+                    i = queue.pop()
                     fn, kwargs = jobs[i]
                     pending[workers[w].evaluate.remote(fn, dict(kwargs or {}))] = (i, w)
                     in_flight[w] += 1

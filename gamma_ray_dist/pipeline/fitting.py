@@ -153,8 +153,9 @@ def minos_job(dataset, parameter: str, sigma: float = 1.0) -> dict[str, Any]:
 
 
 def profile_jobs(models, n_points: int = PROFILE_POINTS) -> tuple[list[tuple[str, np.ndarray]], list]:
-    """``([(name, scan values)], jobs)``: ``n_points`` profile jobs per free parameter, then one MINOS
-    job per free parameter (jobs are ``(fn, kwargs)`` for `map_on_workers`)."""
+    """``([(name, scan values)], jobs)``: one MINOS job per free parameter, then ``n_points`` profile
+    jobs per free parameter (jobs are ``(fn, kwargs)`` for `map_on_workers`; the MINOS jobs come
+    first because they are the longest, so that no worker is left with one at the end)."""
     scans, jobs = [], []
     for name in free_parameter_names(models):
         par = models.parameter_by_unique_name(name)
@@ -162,8 +163,7 @@ def profile_jobs(models, n_points: int = PROFILE_POINTS) -> tuple[list[tuple[str
         values = np.asarray(par.scan_values, dtype=float)
         scans.append((name, values))
         jobs.extend((profile_job, {"parameter": name, "value": float(v)}) for v in values)
-    jobs.extend((minos_job, {"parameter": name}) for name, _ in scans)
-    return scans, jobs
+    return scans, [(minos_job, {"parameter": name}) for name, _ in scans] + jobs
 
 
 def run_profiles(dataset, mapper: Callable[[Any, Sequence], list]) -> dict[str, Any]:
@@ -176,7 +176,7 @@ def run_profiles(dataset, mapper: Callable[[Any, Sequence], list]) -> dict[str, 
     scans, jobs = profile_jobs(dataset.models)
     results = mapper(dataset, jobs)
     out: dict[str, Any] = {}
-    i = 0
+    i = len(scans)  # the MINOS results come first
     for name, values in scans:
         points = results[i:i + len(values)]
         i += len(values)
@@ -184,9 +184,8 @@ def run_profiles(dataset, mapper: Callable[[Any, Sequence], list]) -> dict[str, 
         out[name] = {"values": values.tolist(), "stat": stat.tolist(),
                      "delta_stat": (stat - best).tolist(),
                      "success": [p["success"] for p in points]}
-    for name, _ in scans:
-        m = results[i]
-        i += 1
+    for k, (name, _) in enumerate(scans):
+        m = results[k]
         out[name].update({"errp": m["errp"], "errn": m["errn"], "minos_success": m["success"],
                           "minos_message": m["message"]})
     return out
