@@ -127,12 +127,12 @@ def split_evenly(ids: list[int], seconds: dict[int, float], n: int = 2) -> list[
     return [sorted(p) for p in parts]
 
 
-def _bound_process(conn, data: str, parts: list[tuple[str, list[int]]]) -> None:
+def _bound_process(conn, data: str, parts: list[tuple[str, list[int]]], fan_in: int) -> None:
     """Child of `TwoProcessBound`: reduce its part of every target serially on each request."""
     from gamma_ray_dist.pipeline.run import PipelineOptions, reduce_stacked
 
     cases = [(target_config(Path(data), name), ids) for name, ids in parts]
-    opts = PipelineOptions(serial=True, progress=False, fan_in=FAN_IN)
+    opts = PipelineOptions(serial=True, progress=False, fan_in=fan_in)
     while conn.recv():
         for config, ids in cases:
             reduce_stacked(config, ids, opts)
@@ -163,7 +163,7 @@ class TwoProcessBound:
         try:
             for half in halves:
                 parent, child = ctx.Pipe()
-                proc = ctx.Process(target=_bound_process, args=(child, str(data), half), daemon=True)
+                proc = ctx.Process(target=_bound_process, args=(child, str(data), half, FAN_IN), daemon=True)
                 proc.start()
                 self.pipes.append(parent)
                 self.procs.append(proc)
