@@ -47,6 +47,7 @@ final). Worker processes keep their per-spec caches across tasks and runs (keyed
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import pickle
@@ -492,7 +493,7 @@ def run_distributed(
     # Bound how far submission runs ahead of the oldest unfinished observation (partials buffered
     # in leaves) and how many chunks are in the pipeline (live leaves, chunk-state refs held).
     position = {o: i for i, o in enumerate(ids)}
-    chunk_end = [sum(len(chunk) for chunk in chunks[: c + 1]) for c in range(len(chunks))]  # in `ids`
+    chunk_end = list(itertools.accumulate(len(chunk) for chunk in chunks))  # end of each chunk in `ids`
     finished = [False] * len(ids)
     lowest = 0
     next_i = 0
