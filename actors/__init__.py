@@ -1,26 +1,8 @@
-"""Ray actors: the order-fixed tree reduction and the profile/fit workers.
+"""Ray actors and their plain logic: the order-fixed tree reduction.
 
-Plain classes (`OrderedReducer`, `ProfileEvaluator`) hold the logic and are testable without Ray;
-the actor classes (`ReductionActor`, `ProfileWorker`) are thin `ray.remote` wrappers.
+`OrderedReducer` (`reduction`) holds the logic and is testable without Ray; `ReductionActor` is its
+thin `ray.remote` wrapper. `tree.plan_chunks` cuts sorted keys into consecutive chunks; `protocols`
+states what the science side implements (partials, accumulators, task functions); `refs` fetches a
+batch of results telling which failed. Import the submodules directly: importing this package
+imports neither Ray nor any of them.
 """
-from .profile import Job, ProfileEvaluator, ProfileWorker, map_on_workers, map_serial
-from .protocols import Accumulator, AccumulatorFactory, Partial, TaskFn
-from .reduction import OrderedReducer, ReductionActor, Reply
-from .tree import chunk_index, plan_chunks
-
-__all__ = [
-    "Accumulator",
-    "AccumulatorFactory",
-    "Partial",
-    "TaskFn",
-    "OrderedReducer",
-    "ReductionActor",
-    "Reply",
-    "plan_chunks",
-    "chunk_index",
-    "Job",
-    "ProfileEvaluator",
-    "ProfileWorker",
-    "map_on_workers",
-    "map_serial",
-]

@@ -27,8 +27,7 @@ import ray
 
 from .protocols import Accumulator, AccumulatorFactory
 
-__all__ = ["Reply", "OrderedReducer", "ReductionActor", "CHECKPOINT_VERSION", "lookup_reducer",
-           "register_alias", "unregister_alias", "ALIAS_NAMESPACE"]
+__all__ = ["Reply", "OrderedReducer", "ReductionActor", "CHECKPOINT_VERSION"]
 
 log = logging.getLogger(__name__)
 
@@ -128,15 +127,6 @@ class OrderedReducer:
         Offering a key already acknowledged or buffered is a no-op (idempotent re-sends).
         """
         self._offer(key, "add", item)
-        return self._reply()
-
-    def add_pack(self, keys: Sequence[Hashable], pack: Mapping[Hashable, Any]) -> Reply:
-        """Offer ``pack[key]`` for each of ``keys`` (one call for a task of several observations).
-
-        Same semantics as calling `add` for each key (duplicates are no-ops, order is the keys').
-        """
-        for key in keys:
-            self._offer(key, "add", pack[key])
         return self._reply()
 
     def skip(self, key: Hashable, reason: str = "") -> Reply:
@@ -257,39 +247,6 @@ class OrderedReducer:
         self._n_added = self._next - len(self._skipped)
         self._n_durable = self._next
         log.info("restored %s: %d/%d keys acknowledged", self._path, self._next, len(self._keys))
-
-
-# ---------------------------------------------------------------------------------------------
-# Logical names of pooled reducer actors
-# ---------------------------------------------------------------------------------------------
-#: Ray internal-KV namespace mapping a reducer's logical name (``"{run_id}.chunk00000"``) to the
-#: name of the (pooled, reused) actor process currently serving it. Ray actor names are fixed at
-#: creation, so a warm actor reused across runs cannot carry the per-run name itself.
-ALIAS_NAMESPACE = "gamma_ray_dist.reducers"
-
-
-def register_alias(alias: str, actor_name: str) -> None:
-    """Record that the reducer called ``alias`` is served by the actor named ``actor_name``."""
-    from ray.experimental import internal_kv
-
-    internal_kv._internal_kv_put(alias, actor_name, overwrite=True, namespace=ALIAS_NAMESPACE)
-
-
-def unregister_alias(alias: str) -> None:
-    from ray.experimental import internal_kv
-
-    internal_kv._internal_kv_del(alias, namespace=ALIAS_NAMESPACE)
-
-
-def lookup_reducer(name: str):
-    """Handle of the reducer actor with logical name ``name`` (e.g. ``"{run_id}.root"``).
-
-    Resolves the alias of a pooled actor first, else a named actor. Raises ValueError if none.
-    """
-    from ray.experimental import internal_kv
-
-    target = internal_kv._internal_kv_get(name, namespace=ALIAS_NAMESPACE)
-    return ray.get_actor(target.decode() if target else name)
 
 
 #: The Ray actor around `OrderedReducer`. It needs no CPU of its own (folding is cheap next to

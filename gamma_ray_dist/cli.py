@@ -9,6 +9,10 @@ Examples
     gamma-ray-dist run analysis.yaml --serial                         # no Ray at all
     gamma-ray-dist demo --out demo/ --n-obs 4
 
+Settings are resolved once (`gamma_ray_dist.distributed.ExecutionSettings.resolve`): command-line
+flag > environment (``RAY_ADDRESS``) > config file (``ray:`` section) > default. The command creates
+the execution backend and closes it (shutting down a Ray it started) when the run ends.
+
 Exit codes: 0 success; 1 nothing could be reduced or a run error; 2 invalid usage or configuration
 (one line on stderr, no traceback).
 """
@@ -17,8 +21,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Sequence
 
 __all__ = ["main", "build_parser"]
 
@@ -50,9 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_ray_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--address", help="Ray address (default: $RAY_ADDRESS, else a local Ray on this machine)")
-    p.add_argument("--num-cpus", type=int, help="CPUs of a local Ray (default: all)")
-    p.add_argument("--serial", action="store_true", help="run in this process without Ray")
+    p.add_argument("--backend", choices=("serial", "ray"),
+                   help="where to run: serial (this process, no Ray) or ray (default: ray)")
+    p.add_argument("--address", help="Ray cluster address (precedence: this flag > $RAY_ADDRESS > ray.address "
+                                     "in the config; none of them: a new local Ray on this machine)")
+    p.add_argument("--num-cpus", type=int, help="CPUs of a local Ray (default: ray.num_cpus, else all)")
+    p.add_argument("--serial", action="store_true", help="same as --backend serial")
     p.add_argument("--no-progress", action="store_true", help="no progress output")
     p.add_argument("--no-report", action="store_true", help="skip the figures (PNG) and report.md")
 
@@ -92,39 +98,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _options(args: argparse.Namespace, **extra):
-    from .pipeline import PipelineOptions
+def _settings(args: argparse.Namespace, config):
+    """The run's execution settings: flags > environment > config > defaults."""
+    from .distributed import ExecutionSettings
 
-    return PipelineOptions(address=args.address, num_cpus=args.num_cpus, serial=args.serial,
-                           progress=not args.no_progress, report=not args.no_report, **extra)
+    backend = "serial" if args.serial else args.backend
+    return ExecutionSettings.resolve(config.ray, backend=backend, address=args.address, num_cpus=args.num_cpus,
+                                     strict=getattr(args, "strict", None),
+                                     progress=False if args.no_progress else None)
+
+
+def _execute(config, settings, options):
+    """Run the pipeline on the backend the settings name; the backend is closed at the end."""
+    from .distributed import make_backend
+    from .pipeline import run_pipeline
+
+    with make_backend(settings) as backend:
+        return run_pipeline(config, options, backend)
 
 
 def _run(args: argparse.Namespace) -> int:
     from .config import AnalysisConfig
-    from .pipeline import run_pipeline
+    from .pipeline import PipelineOptions
 
     config = AnalysisConfig.read(args.config)
-    options = _options(args, models=args.models, out_dir=args.out, strict=args.strict, profiles=args.profiles)
-    with _own_ray(args.serial):
-        result = run_pipeline(config, options)
+    options = PipelineOptions(models=args.models, out_dir=args.out, profiles=args.profiles,
+                              report=not args.no_report)
+    result = _execute(config, _settings(args, config), options)
     _print_summary(result)
     return EXIT_OK
-
-
-@contextmanager
-def _own_ray(serial: bool) -> Iterator[None]:
-    """Shut Ray down at the end if this command started (or connected) it; leave a caller's Ray alone."""
-    if serial:
-        yield
-        return
-    import ray
-
-    started_here = not ray.is_initialized()
-    try:
-        yield
-    finally:
-        if started_here and ray.is_initialized():
-            ray.shutdown()
 
 
 def _print_summary(result, truth: dict | None = None) -> None:
@@ -151,15 +153,15 @@ def _print_summary(result, truth: dict | None = None) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from .pipeline import PipelineOptions
     from .pipeline.demo import prepare_demo
-    from .pipeline import run_pipeline
 
     if args.n_obs < 1:
         _error("--n-obs must be >= 1")
         return EXIT_CONFIG
     config, models_path, truth = prepare_demo(args.out, n_obs=args.n_obs, seed=args.seed)
-    with _own_ray(args.serial):
-        result = run_pipeline(config, _options(args, models=models_path, out_dir=args.out))
+    options = PipelineOptions(models=models_path, out_dir=args.out, report=not args.no_report)
+    result = _execute(config, _settings(args, config), options)
     _print_summary(result, truth=truth)
     return EXIT_OK
 

@@ -10,7 +10,7 @@ import pytest
 
 from actors.reduction import OrderedReducer
 from actors.tree import chunk_index, plan_chunks
-from gamma_ray_dist.progress import Progress
+from gamma_ray_dist.distributed.progress import Progress
 
 from .test_driver_fakes import FakeAccumulator, make_accumulator, make_partial, serial_sum
 
@@ -49,18 +49,6 @@ def test_buffers_until_the_gap_is_filled_and_acknowledges_a_prefix():
     assert red.add(IDS[0], make_partial(IDS[0])).n_acknowledged == 3
     assert red.acknowledged_keys() == tuple(IDS[:3])
     assert red.finalize()[1] is None  # incomplete: no state
-
-
-def test_packs_fold_like_single_adds_in_any_order_and_count_once():
-    packs = [IDS[4:7], IDS[0:2], IDS[2:4], IDS[7:]]  # arrive out of order; one is re-sent
-    red = OrderedReducer(IDS, make_accumulator)
-    for pack in packs + [packs[1]]:
-        red.add_pack(pack, {o: make_partial(o) for o in pack})
-    reply, state = red.finalize()
-    assert reply.n_acknowledged == len(IDS) and red.progress()["added"] == len(IDS)
-    np.testing.assert_array_equal(state["values"], serial_sum(sorted(IDS)))
-    with pytest.raises(KeyError):  # a key the pack does not hold is an error, not a silent skip
-        OrderedReducer(IDS, make_accumulator).add_pack([IDS[0]], {})
 
 
 def test_duplicate_add_counts_once():

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from gamma_ray_dist.config import AnalysisConfig, RayConfig
+from gamma_ray_dist.distributed import ExecutionSettings
 from gamma_ray_dist.errors import ConfigError
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -64,7 +65,7 @@ def test_crab_example_values():
     assert fp.source == "crab" and fp.parameters == {"selection_optional": None}
     assert np.array_equal(fp.energy.edges().to_value("TeV"), [1, 2, 4, 10])
     assert cfg.ray == RayConfig()
-    assert cfg.ray.resolve_max_in_flight(4) == 12
+    assert ExecutionSettings.resolve(cfg.ray, environ={}).max_in_flight_for(4) == 8  # 2 x CPUs
 
 
 def test_units_are_converted_to_canonical(crab_dict):
@@ -94,7 +95,7 @@ def test_gammapy_defaults_apply():
     assert cfg.datasets.background.method is None
     assert not cfg.fit.fit_range.is_set and not cfg.flux_points.energy.is_set
     assert cfg.flux_points.parameters == {"selection_optional": "all"}
-    assert cfg.ray.fan_in == 8 and cfg.ray.strict is False and cfg.ray.address is None
+    assert cfg.ray.block_size == 8 and cfg.ray.merge_fan_in == 256 and cfg.ray.strict is False and cfg.ray.address is None
 
 
 def test_round_trip(crab_dict, tmp_path):
@@ -213,7 +214,8 @@ ERROR_CASES = [
     ("flux_points.parameters", {"selection_optional": ["ul", "foo"]}, "flux_points.parameters.selection_optional[1]",
      "not one of"),
     ("flux_points.parameters", {"n_sigma_ull": 2}, "flux_points.parameters.n_sigma_ull", "did you mean 'n_sigma_ul'"),
-    ("ray.fan_in", 1, "ray.fan_in", ">= 2"),
+    ("ray.merge_fan_in", 1, "ray.merge_fan_in", ">= 2"),
+    ("ray.block_size", 0, "ray.block_size", ">= 1"),
     ("ray.max_inflight", 8, "ray.max_inflight", "did you mean 'max_in_flight'"),
     ("ray.strict", "yes", "ray.strict", "true or false"),
     ("ray.num_cpus", 0, "ray.num_cpus", ">= 1"),

@@ -5,15 +5,10 @@ changes the bits of the sum: equality of results really tests the summation orde
 """
 from __future__ import annotations
 
-import os
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
-
-from gamma_ray_dist.errors import ObservationError
 
 N = 32
 
@@ -74,41 +69,9 @@ def make_accumulator() -> FakeAccumulator:
     return FakeAccumulator()
 
 
-def fake_task(shared: Mapping[str, Any], obs_id: int) -> FakePartial:
-    """The per-observation task, with knobs for shuffling, failures, crashes and actor kills."""
-    sleep_max = shared.get("sleep_max", 0.0)
-    if sleep_max:
-        # Random per call (not per obs id) so completion order differs between runs.
-        time.sleep(np.random.default_rng().uniform(0, sleep_max))
-    if obs_id in shared.get("fail", ()):
-        raise ObservationError("events table is corrupt", obs_id=obs_id, filename=f"/data/run{obs_id}.fits.gz")
-    marker_dir = shared.get("marker_dir")
-    if obs_id in shared.get("crash", ()) and _first_time(marker_dir, f"crash-{obs_id}"):
-        os._exit(1)  # the worker process dies: Ray retries the task
-    kill = shared.get("kill", {})
-    if obs_id in kill and _first_time(marker_dir, f"kill-{obs_id}"):
-        import ray
-
-        name, min_acknowledged = kill[obs_id]
-        from actors.reduction import lookup_reducer
-
-        actor = lookup_reducer(name)
-        deadline = time.monotonic() + 30
-        # Kill only once the actor holds state (earlier keys acknowledged): truly mid-run.
-        while ray.get(actor.progress.remote())["acknowledged"] < min_acknowledged:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{name} never acknowledged {min_acknowledged} keys")
-            time.sleep(0.05)
-        ray.kill(actor, no_restart=False)
+def fake_task(shared: Any, obs_id: int) -> FakePartial:
+    """The per-observation task (wrap it in `tests.faults.FaultyTask` to inject faults)."""
     return make_partial(obs_id)
-
-
-def _first_time(marker_dir: str | None, name: str) -> bool:
-    marker = Path(marker_dir) / name
-    if marker.exists():
-        return False
-    marker.touch()
-    return True
 
 
 def serial_sum(obs_ids, n: int = N) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 The fast version of ``benchmarks/bench_scale.py``: every observation is reduced and accounted for,
 the stacked counts are the sum of the per-observation counts, the driver never fetches a partial
-dataset (partials go from the workers to the reducer actors by reference), the result is
+dataset (block states go from the workers to the reducer actors by reference), the result is
 bit-identical to the serial run, and the final state has the size of the stacked geometry whatever
 the number of observations.
 """
@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 N_OBS = 40
-FAN_IN = 8  # 5 leaf reducers + a root: exercises the whole tree
+BLOCK = 4  # 10 blocks in 3 groups of 4 (merge_fan_in) and a root: exercises the whole tree
+MERGE_FAN_IN = 4
 
 
 @pytest.fixture(scope="module")
@@ -24,17 +25,19 @@ def sim_config(tmp_path_factory):
     source = SourceModel()
     store = simulate_datastore(tmp_path_factory.mktemp("scale") / "store", n_obs=N_OBS, source=source, seed=3)
     cfg = demo_config_dict(store.resolve(), source.ra, source.dec)
-    cfg["ray"] = {"fan_in": FAN_IN, "max_in_flight": 4}
+    cfg["ray"] = {"block_size": BLOCK, "merge_fan_in": MERGE_FAN_IN, "max_in_flight": 4}
     return AnalysisConfig.from_dict(cfg)
 
 
 def _reduce(config, obs_ids, serial: bool):
-    from gamma_ray_dist.pipeline import PipelineOptions
+    from gamma_ray_dist.distributed import ExecutionSettings, make_backend
     from gamma_ray_dist.pipeline.inputs import make_reduction_spec
     from gamma_ray_dist.pipeline.run import reduce_stacked
 
     spec = make_reduction_spec(config)
-    return reduce_stacked(config, list(obs_ids), PipelineOptions(serial=serial, progress=False), spec)
+    settings = ExecutionSettings.resolve(config.ray, backend="serial" if serial else "ray", progress=False)
+    with make_backend(settings) as backend:  # joins the session's Ray
+        return reduce_stacked(config, list(obs_ids), backend, spec)
 
 
 def _arrays(state: dict) -> dict[str, np.ndarray]:
@@ -90,7 +93,7 @@ def test_scale_smoke_accounting(ray_session, sim_config, monkeypatch):
     assert report.backend == "ray"
     assert report.n_ok == N_OBS and report.n_failed == 0, report.failures
     assert sorted(report.obs) == ids
-    assert report.n_chunks == N_OBS // FAN_IN
+    assert report.n_blocks == N_OBS // BLOCK and report.n_reducers == 4
     assert report.duplicate_obs_ids == []
     for obs_id, status in report.obs.items():
         assert status.status == "ok" and status.seconds > 0, (obs_id, status)
@@ -127,7 +130,7 @@ def test_scale_smoke_accounting(ray_session, sim_config, monkeypatch):
     # memory: the map buffers (what the reducers hold and the driver fetches) have the size of
     # the stacked geometry, independent of the number of observations (only the per-observation
     # bookkeeping, obs ids, GTIs and summaries, grows: a few numbers per observation)
-    state_few, _ = _reduce(sim_config, ids[:FAN_IN + 1], serial=True)
+    state_few, _ = _reduce(sim_config, ids[:BLOCK + 1], serial=True)
     buffers = {k: v for k, v in a.items() if k.startswith("buffers.")}
     few = {k: v for k, v in _arrays(state_few).items() if k.startswith("buffers.")}
     assert buffers and few.keys() == buffers.keys()

@@ -31,8 +31,10 @@ def test_high_statistics_fit_is_unbiased(tmp_path):
     cfg["datasets"]["geom"]["axes"]["energy_true"] = {"min": "0.5 TeV", "max": "20 TeV", "nbins": 40}
     models = tmp_path / "models.yaml"
     models.write_text(yaml.safe_dump(demo_models_dict(truth), sort_keys=False))
-    result = run_pipeline(AnalysisConfig.from_dict(cfg),
-                          PipelineOptions(serial=True, report=False, progress=False, models=models, out_dir=tmp_path))
+    from gamma_ray_dist.distributed import SerialBackend
+
+    result = run_pipeline(AnalysisConfig.from_dict(cfg), PipelineOptions(report=False, models=models, out_dir=tmp_path),
+                          SerialBackend(progress=False))
     assert result.fit["success"]
     par = {p["name"]: p for p in result.fit["parameters"] if p["model"] == "crab"}
     for name in ("index", "amplitude"):

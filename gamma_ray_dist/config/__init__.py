@@ -10,7 +10,7 @@ Our extensions (rejected by gammapy, dropped by ``to_yaml(gammapy_compatible=Tru
 - ``general.steps``: list of steps to run (empty = all);
 - ``datasets.background.exclusion_regions``: DS9 region strings (sky regions, with a frame);
 - ``flux_points.energy: {edges: [...], unit: TeV}``: explicit flux-point energy edges;
-- ``ray: {address, num_cpus, max_in_flight, fan_in, strict}``.
+- ``ray: {address, num_cpus, max_in_flight, block_size, merge_fan_in, strict}``.
 
 Sections gammapy knows but a 3D stacked run does not use (``excess_map``, ``light_curve``,
 ``datasets.on_region``, ``datasets.containment_correction``, ``metadata``) are accepted and ignored.

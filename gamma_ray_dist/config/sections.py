@@ -530,24 +530,25 @@ class FluxPointsConfig(_Section):
 
 @dataclass(frozen=True)
 class RayConfig(_Section):
-    """``ray`` (extension): how the run uses Ray.
+    """``ray`` (extension): where and how the run executes.
+
+    A command-line flag overrides the value here, and ``$RAY_ADDRESS`` overrides ``address``
+    (precedence: flag > environment > config > default; `gamma_ray_dist.distributed.ExecutionSettings`).
 
     Attributes
     ----------
     address : str or None
-        Cluster address (``"auto"``, ``"ray://head:10001"``, ``"head:6379"``, ``"local"``); None = Ray's
-        default: the ``RAY_ADDRESS`` environment variable (set by ``ray job submit`` and RayJob), else a new
-        local Ray.
+        Cluster address (``"auto"``, ``"ray://head:10001"``, ``"head:6379"``); None = ``$RAY_ADDRESS``
+        (set by ``ray job submit`` and RayJob), else a new local Ray.
     num_cpus : int or None
         CPUs for a local Ray (None = all of this machine).
     max_in_flight : int or None
-        Bound on reduction tasks in flight; None = 3 x cluster CPUs (see :meth:`resolve_max_in_flight`).
-    fan_in : int
-        Fan-in of the tree reduction (partials merged per accumulator node), >= 2.
-    max_obs_per_task : int
-        Largest number of observations one Ray task reduces (tasks shrink towards the end of the
-        run, see `gamma_ray_dist.driver.pack_size`); 1 = one task per observation. Does not change
-        the result.
+        Bound on reduction tasks in flight; None = 2 x cluster CPUs.
+    block_size : int
+        Observations one task folds, in obs id order, into one state (>= 1). Part of the result's
+        definition (the summation order): the same value gives the same bits on any backend.
+    merge_fan_in : int
+        Block states merged by one reducer below the root (>= 2); also part of the result's definition.
     strict : bool
         If True, the first failing observation aborts the run; else it is recorded and skipped.
     """
@@ -555,13 +556,9 @@ class RayConfig(_Section):
     address: str | None = _field("str")
     num_cpus: int | None = _field("int", min=1)
     max_in_flight: int | None = _field("int", min=1)
-    fan_in: int = _field("int", 8, required=True, min=2)
-    max_obs_per_task: int = _field("int", 8, required=True, min=1)
+    block_size: int = _field("int", 8, required=True, min=1)
+    merge_fan_in: int = _field("int", 256, required=True, min=2)
     strict: bool = _field("bool", False)
-
-    def resolve_max_in_flight(self, cluster_cpus: int) -> int:
-        """Tasks-in-flight bound: ``max_in_flight`` if set, else ``3 * cluster_cpus`` (at least 1)."""
-        return self.max_in_flight if self.max_in_flight is not None else max(1, 3 * int(cluster_cpus))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,14 +1,14 @@
 """Models, fit, likelihood profiles, MINOS errors and flux points of the stacked dataset.
 
-The independent fits (profile points, MINOS intervals, flux-point bins) are jobs for
-`actors.profile.map_on_workers` (a few workers holding the dataset once) or `map_serial`; every job
-is a pure function of (dataset, arguments), so both give the same numbers.
+The independent fits (profile points, MINOS intervals, flux-point bins) are jobs for the execution
+backend's ``map`` (`gamma_ray_dist.distributed`: the dataset is shared once, each worker deserialises
+it once); every job is a pure function of (dataset, arguments), so any backend gives the same numbers.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
@@ -24,7 +24,8 @@ __all__ = [
     "profile_job",
     "minos_job",
     "run_profiles",
-    "make_mapper",
+    "dataset_job",
+    "backend_executor",
     "run_flux_points",
     "PROFILE_POINTS",
 ]
@@ -154,7 +155,7 @@ def minos_job(dataset, parameter: str, sigma: float = 1.0) -> dict[str, Any]:
 
 def profile_jobs(models, n_points: int = PROFILE_POINTS) -> tuple[list[tuple[str, np.ndarray]], list]:
     """``([(name, scan values)], jobs)``: one MINOS job per free parameter, then ``n_points`` profile
-    jobs per free parameter (jobs are ``(fn, kwargs)`` for `map_on_workers`; the MINOS jobs come
+    jobs per free parameter (jobs are ``(fn, kwargs)``, run by `dataset_job`; the MINOS jobs come
     first because they are the longest, so that no worker is left with one at the end)."""
     scans, jobs = [], []
     for name in free_parameter_names(models):
@@ -166,15 +167,22 @@ def profile_jobs(models, n_points: int = PROFILE_POINTS) -> tuple[list[tuple[str
     return scans, [(minos_job, {"parameter": name}) for name, _ in scans] + jobs
 
 
-def run_profiles(dataset, mapper: Callable[[Any, Sequence], list]) -> dict[str, Any]:
+def dataset_job(dataset, job: tuple[Callable[..., Any], dict]) -> Any:
+    """Run one ``(fn, kwargs)`` job as ``fn(dataset, **kwargs)`` (the ``backend.map`` function)."""
+    fn, kwargs = job
+    return fn(dataset, **kwargs)
+
+
+def run_profiles(dataset, backend=None) -> dict[str, Any]:
     """Profiles (11 re-optimised points) and MINOS errors of every free parameter.
 
-    ``mapper(dataset, jobs)`` is `map_serial` or a `map_on_workers` partial. Returns
+    The jobs run through ``backend.map`` (default: in this process). Returns
     ``{name: {"values", "stat", "delta_stat", "success", "errp", "errn", "minos_success"}}``.
     """
     best = float(_isolated(dataset).stat_sum())
     scans, jobs = profile_jobs(dataset.models)
-    results = mapper(dataset, jobs)
+    results = backend.map(dataset_job, jobs, shared=dataset) if backend is not None else [
+        dataset_job(dataset, job) for job in jobs]
     out: dict[str, Any] = {}
     i = len(scans)  # the MINOS results come first
     for name, values in scans:
@@ -191,39 +199,19 @@ def run_profiles(dataset, mapper: Callable[[Any, Sequence], list]) -> dict[str, 
     return out
 
 
-# ------------------------------------------------------------------------------------------------
-# executors
-# ------------------------------------------------------------------------------------------------
-def _call(_dataset: Any, fn: Callable[[Any], Any], job: Any) -> Any:
-    return fn(job)
+def _apply(fn: Callable[[Any], Any], item: Any) -> Any:
+    return fn(item)
 
 
-def make_mapper(serial: bool, n_workers: int | None = None, workers=None):
-    """``(mapper, executor)``: ``mapper(dataset, jobs)`` for dataset jobs and ``executor(fn, items)``
-    (the built-in ``map`` protocol, for the flux-point estimator), serial or on profile workers.
-
-    ``workers`` (an `actors.profile.WorkerGroup`) lets both share the same worker processes (the
-    caller closes it); by default every call starts and kills its own."""
-    from actors.profile import map_on_workers, map_serial
-
-    if serial:
-        return map_serial, lambda fn, items: [fn(item) for item in items]
-
-    def mapper(dataset, jobs):
-        return map_on_workers(dataset, jobs, n_workers, workers=workers)
-
-    def executor(fn, items: Iterable[Any]):
-        items = list(items)
-        return map_on_workers(None, [(_call, {"fn": fn, "job": item}) for item in items], n_workers,
-                              workers=workers)
-
-    return mapper, executor
+def backend_executor(backend):
+    """The built-in ``map`` protocol (``executor(fn, items)``) on ``backend``: ``fn`` is shared once."""
+    return lambda fn, items: backend.map(_apply, list(items), shared=fn)
 
 
-def run_flux_points(dataset, config: AnalysisConfig, executor=None):
+def run_flux_points(dataset, config: AnalysisConfig, backend=None):
     """Flux points of ``flux_points.source`` in ``flux_points.energy`` bins, or None when not configured.
 
-    ``executor`` (``map`` protocol) fans the bins out when they re-optimise the other parameters
+    ``backend`` fans the bins out when they re-optimise the other parameters
     (``parameters.reoptimize: true``); the default fast path runs in this process.
     """
     from ..estimators import FluxPointsEstimator
@@ -236,8 +224,7 @@ def run_flux_points(dataset, config: AnalysisConfig, executor=None):
         raise ConfigError("flux_points.source", f"no model named {fp.source!r} (models: {dataset.models.names})")
     params = dict(fp.parameters)
     estimator = FluxPointsEstimator(energy_edges=edges, source=fp.source, **params)
-    if not estimator.reoptimize:
-        # Fast path: a bin is a few ms of Cash sums on its own pixels, less than starting a worker
-        # process (~2-5 s here), so the bins run in this process.
-        executor = None
+    # Fast path: a bin is a few ms of Cash sums on its own pixels, less than shipping the dataset
+    # to a worker, so the bins run in this process unless they re-optimise.
+    executor = backend_executor(backend) if backend is not None and estimator.reoptimize else None
     return estimator.run([dataset], executor=executor)

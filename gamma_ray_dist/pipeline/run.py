@@ -1,7 +1,8 @@
-"""The end-to-end 3D stacked analysis: config -> reduction (Ray or serial) -> fit -> profiles -> flux points.
+"""The end-to-end 3D stacked analysis: config -> reduction -> fit -> profiles -> flux points.
 
-`run_pipeline` is what ``gamma-ray-dist run`` calls. Every output goes to ``out_dir`` through the
-atomic writers of `gamma_ray_dist.outputs`:
+`run_pipeline` is what ``gamma-ray-dist run`` calls, with the execution backend the command line
+created (`gamma_ray_dist.distributed`); every output goes to ``out_dir`` through the atomic writers
+of `gamma_ray_dist.outputs`:
 
 ``stacked.fits.gz``  the stacked `MapDataset` (gammapy format)
 ``models.yaml``      best-fit models (gammapy format) + ``models_covariance.dat``
@@ -13,22 +14,21 @@ atomic writers of `gamma_ray_dist.outputs`:
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import Any, Iterator
 
 from .. import outputs
 from ..config import AnalysisConfig
 from ..errors import GammaRayDistError
 from ..report import write_report
-from .fitting import apply_fit_range, fit_dataset, fit_summary, load_models, make_mapper, run_flux_points, run_profiles
+from .fitting import apply_fit_range, fit_dataset, fit_summary, load_models, run_flux_points, run_profiles
 from .inputs import datastore_dir, make_reduction_spec, open_datastore, select_obs_ids
-from .tasks import HOOKS_ENV, SummaryAccumulator, make_shared, reduce_task
+from .tasks import SummaryAccumulator, make_shared, reduce_task
 
 __all__ = ["PipelineOptions", "PipelineResult", "NothingReduced", "run_pipeline", "reduce_stacked",
            "reduction_report"]
@@ -42,7 +42,7 @@ class NothingReduced(GammaRayDistError):
 
 @dataclass
 class PipelineOptions:
-    """How to run (the CLI flags); config values are used where an option is None.
+    """What to produce (where and how to run is the backend's business).
 
     Attributes
     ----------
@@ -50,44 +50,15 @@ class PipelineOptions:
         Models YAML (default ``general.models_file``).
     out_dir : path, optional
         Output directory (default ``general.outdir``).
-    address, num_cpus : Ray cluster address / local CPUs (default ``ray.address`` / ``ray.num_cpus``).
-    serial : bool
-        Run everything in this process, without Ray.
-    strict : bool, optional
-        Stop at the first failed observation (default ``ray.strict``).
     profiles : bool
         Compute likelihood profiles and MINOS errors of every free parameter.
-    progress : bool or stream
-        Reduction progress on stderr (or the given stream).
-    max_in_flight, fan_in, max_obs_per_task : int, optional
-        Driver settings (default from the ``ray`` section).
-    n_workers : int, optional
-        Profile / flux-point workers (default: cluster CPUs).
-    task_hooks : dict, optional
-        Test-only task hooks (see `tasks.reduce_task`); also read as JSON from ``$GRD_TASK_HOOKS``.
-    run_id : str, optional
-        Names the reducer actors (``<run_id>.chunk00000``...).
-    checkpoint_dir : path, optional
-        Reducer checkpoints (see `run_distributed`).
     report : bool
         Write the figures (PNG, needs matplotlib) and ``report.md`` (default True).
     """
 
     models: str | os.PathLike | None = None
     out_dir: str | os.PathLike | None = None
-    address: str | None = None
-    num_cpus: int | None = None
-    serial: bool = False
-    strict: bool | None = None
     profiles: bool = False
-    progress: bool | TextIO = True
-    max_in_flight: int | None = None
-    fan_in: int | None = None
-    max_obs_per_task: int | None = None
-    n_workers: int | None = None
-    task_hooks: dict | None = None
-    run_id: str | None = None
-    checkpoint_dir: str | os.PathLike | None = None
     report: bool = True
 
 
@@ -115,43 +86,20 @@ def _timed(timings: dict, stage: str) -> Iterator[None]:
         timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - t0
 
 
-def _hooks(options: PipelineOptions) -> dict:
-    hooks = dict(options.task_hooks or {})
-    env = os.environ.get(HOOKS_ENV)
-    if env:
-        hooks.update(json.loads(env))
-    return hooks
+def reduce_stacked(config: AnalysisConfig, obs_ids: list[int], backend, spec=None, task_fn=reduce_task,
+                   **overrides: Any):
+    """Reduce ``obs_ids`` into the stacked accumulator state on ``backend``: ``(state, RunReport)``.
 
-
-def reduce_stacked(config: AnalysisConfig, obs_ids: list[int], options: PipelineOptions,
-                   spec=None) -> tuple[dict, Any]:
-    """Reduce ``obs_ids`` into the stacked accumulator state: ``(state, RunReport)``.
-
-    On Ray (``options.serial`` False, Ray started or joined by the caller) or in this process.
+    ``task_fn`` (default `tasks.reduce_task`) is the per-observation work; tests wrap it to inject
+    faults. ``overrides`` change the backend's settings for this reduction (e.g. ``block_size``).
     """
     from ..datasets.partial import StackGeometry
-    from ..driver import run_distributed, run_serial
 
     spec = spec if spec is not None else make_reduction_spec(config)
     geometry = StackGeometry.from_dataset(spec.stacked_dataset())
-    hooks = _hooks(options)
-    run_id = options.run_id or hooks.get("run_id")
-    shared = make_shared(str(datastore_dir(config)), spec, hooks)
-    strict = config.ray.strict if options.strict is None else bool(options.strict)
-    fan_in = options.fan_in or config.ray.fan_in
+    shared = make_shared(str(datastore_dir(config)), spec)
     make_acc = functools.partial(SummaryAccumulator, geometry, spec.name)
-    if options.serial:
-        return run_serial(obs_ids, reduce_task, shared, make_acc, fan_in=fan_in, strict=strict,
-                          progress=options.progress)
-    import ray
-
-    cpus = int(ray.cluster_resources().get("CPU", 1))
-    max_in_flight = options.max_in_flight or config.ray.resolve_max_in_flight(cpus)
-    per_task = options.max_obs_per_task or config.ray.max_obs_per_task
-    return run_distributed(obs_ids, reduce_task, shared, make_acc, fan_in=fan_in, strict=strict,
-                           max_in_flight=max_in_flight, max_obs_per_task=per_task,
-                           progress=options.progress, run_id=run_id,
-                           checkpoint_dir=options.checkpoint_dir)
+    return backend.reduce(obs_ids, task_fn, shared, make_acc, **overrides)
 
 
 def reduction_report(obs_ids: list[int], state: dict | None, report, timings: dict) -> dict:
@@ -187,33 +135,26 @@ def reduction_report(obs_ids: list[int], state: dict | None, report, timings: di
         "task_stage_seconds": dict(report.stage_seconds),
         "reducer_restarts": report.reducer_restarts,
         "max_in_flight": report.max_in_flight,
-        "fan_in": report.fan_in,
-        "max_obs_per_task": report.max_obs_per_task,
+        "block_size": report.block_size,
+        "n_blocks": report.n_blocks,
+        "merge_fan_in": report.merge_fan_in,
+        "n_reducers": report.n_reducers,
         "n_tasks": report.n_tasks,
     }
 
 
-def _start_ray(config: AnalysisConfig, options: PipelineOptions) -> int:
-    """Join the running Ray, or connect/start one (``--address``, ``$RAY_ADDRESS``, else local); CPUs."""
-    import ray
+def run_pipeline(config: AnalysisConfig, options: PipelineOptions | None = None, backend=None) -> PipelineResult:
+    """Run the whole analysis on ``backend`` and write its outputs; see the module docstring.
 
-    from ..driver import ensure_ray
-
-    if ray.is_initialized():
-        resources = ray.cluster_resources()
-    else:
-        address = options.address or config.ray.address or os.environ.get("RAY_ADDRESS")
-        if not address:
-            # A local Ray of our own: workers at normal priority, as `ray job submit` runs them (Ray's
-            # default niceness 15 starves them on a machine shared with other work).
-            os.environ.setdefault("RAY_worker_niceness", "0")
-        resources = ensure_ray(address=address,
-                               num_cpus=options.num_cpus or config.ray.num_cpus, log_to_driver=False)
-    return max(1, int(resources.get("CPU", 1)))
-
-
-def run_pipeline(config: AnalysisConfig, options: PipelineOptions | None = None) -> PipelineResult:
-    """Run the whole analysis and write its outputs; see the module docstring.
+    Parameters
+    ----------
+    config : AnalysisConfig
+        The analysis.
+    options : PipelineOptions, optional
+        What to produce.
+    backend : Backend, optional
+        Where to run (`gamma_ray_dist.distributed`); default: one made from ``config.ray`` for this
+        run and closed at its end.
 
     Raises
     ------
@@ -227,6 +168,15 @@ def run_pipeline(config: AnalysisConfig, options: PipelineOptions | None = None)
         With ``strict``, the first failed observation.
     """
     options = options or PipelineOptions()
+    with ExitStack() as stack:
+        if backend is None:
+            from ..distributed import ExecutionSettings, make_backend
+
+            backend = stack.enter_context(make_backend(ExecutionSettings.resolve(config.ray)))
+        return _run(config, options, backend)
+
+
+def _run(config: AnalysisConfig, options: PipelineOptions, backend) -> PipelineResult:
     out_dir = Path(options.out_dir or config.general.outdir)
     out_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -240,14 +190,11 @@ def run_pipeline(config: AnalysisConfig, options: PipelineOptions | None = None)
         models = load_models(config, spec.name, options.models)  # fail early on a bad models file
     if not obs_ids:
         raise NothingReduced("no observation selected (check observations.obs_ids / obs_cone / obs_time)")
-    n_workers = options.n_workers
-    if not options.serial:
-        with _timed(timings, "ray_start"):
-            cpus = _start_ray(config, options)
-        n_workers = n_workers or cpus
+    with _timed(timings, "backend_start"):
+        backend.start()
 
     with _timed(timings, "reduce"):
-        state, report = reduce_stacked(config, obs_ids, options, spec)
+        state, report = reduce_stacked(config, obs_ids, backend, spec)
     result.state = state
     result.reduction = reduction_report(obs_ids, state, report, timings)
     if report.n_ok == 0:
@@ -270,23 +217,12 @@ def run_pipeline(config: AnalysisConfig, options: PipelineOptions | None = None)
     outputs.write_models(out_dir / "models.yaml", dataset.models)
     outputs.write_json(out_dir / "fit.json", result.fit)
 
-    workers = None
-    if not options.serial:
-        from actors.profile import WorkerGroup
-
-        workers = WorkerGroup()  # profiles and flux points share the worker processes
-    try:
-        mapper, executor = make_mapper(options.serial, n_workers, workers)
-        if options.profiles:
-            with _timed(timings, "profiles"):
-                result.profiles = run_profiles(dataset, mapper)
-            outputs.write_json(out_dir / "profiles.json", result.profiles)
-
-        with _timed(timings, "flux_points"):
-            result.flux_points = run_flux_points(dataset, config, executor)
-    finally:
-        if workers is not None:
-            workers.close()  # give the CPUs back
+    if options.profiles:
+        with _timed(timings, "profiles"):
+            result.profiles = run_profiles(dataset, backend)
+        outputs.write_json(out_dir / "profiles.json", result.profiles)
+    with _timed(timings, "flux_points"):
+        result.flux_points = run_flux_points(dataset, config, backend)
     if result.flux_points is not None:
         outputs.write_flux_points(out_dir / "flux_points.ecsv", result.flux_points)
 

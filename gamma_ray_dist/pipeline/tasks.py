@@ -1,8 +1,7 @@
-"""The per-observation task the driver runs, and the accumulator that also keeps a per-obs summary.
+"""The per-observation task function of the reduction, and the accumulator that also keeps summaries.
 
-`reduce_task(shared, obs_id)` is ``reduce_observation((datastore_dir, obs_id), spec)`` plus optional
-test hooks (random sleep to shuffle completion order, a worker crash, a reducer-actor kill) that a
-test switches on through ``shared["hooks"]``; they are inert in a normal run.
+`reduce_task(shared, obs_id)` is ``reduce_observation((datastore_dir, obs_id), spec)``; the backend
+runs it for every observation of a block and folds the partials in obs id order.
 
 `SummaryAccumulator` is `StackAccumulator` that also records, per observation, the numbers the run
 report lists (safe counts, background, FoV norm, safe-mask bins); the summaries travel in the
@@ -10,81 +9,28 @@ accumulator state, so they survive actor restarts like the sums do.
 """
 from __future__ import annotations
 
-import os
-import time
-from pathlib import Path
 from typing import Any, Mapping
-
-import numpy as np
 
 from ..datasets.accumulator import StackAccumulator
 
-__all__ = ["reduce_task", "make_shared", "SummaryAccumulator", "HOOKS_ENV"]
+__all__ = ["reduce_task", "make_shared", "SummaryAccumulator"]
 
-#: Environment variable (read on the driver only) with JSON test hooks, see `reduce_task`.
-HOOKS_ENV = "GRD_TASK_HOOKS"
 
-def make_shared(datastore: str, spec: Any, hooks: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The ``shared`` input of `reduce_task`: data store path, spec, test hooks.
+def make_shared(datastore: str, spec: Any) -> dict[str, Any]:
+    """The ``shared`` input of `reduce_task`: data store path and reduction spec.
 
-    The spec travels as an object; every task gets its own deserialised copy, and `reduction`'s
-    per-process caches are keyed by `ReductionSpec.content_key`, so a worker builds the stacked
-    dataset and the makers once per spec, not once per task.
+    The spec travels as an object; every task gets its own deserialised copy, and the reduction's
+    per-process caches are keyed by the spec's content, so a worker builds the stacked dataset and
+    the makers once per spec, not once per task.
     """
-    return {"datastore": str(datastore), "spec": spec, "hooks": dict(hooks or {})}
-
-
-def _spec(shared: Mapping[str, Any]) -> Any:
-    return shared["spec"]
+    return {"datastore": str(datastore), "spec": spec}
 
 
 def reduce_task(shared: Mapping[str, Any], obs_id: int):
-    """Reduce one observation; ``shared`` is made by `make_shared` (or holds ``spec`` directly).
-
-    Hooks (tests only): ``sleep_max`` (s, random sleep per call), ``crash`` (obs ids whose worker
-    process exits the first time), ``kill`` ({obs_id: [actor name, min acknowledged]}: kill that
-    reducer actor once it holds state), ``marker_dir`` (where first-time markers are kept).
-    """
+    """Reduce one observation; ``shared`` is made by `make_shared`."""
     from ..reduction import reduce_observation
 
-    hooks = shared.get("hooks") or {}
-    if hooks:
-        _run_hooks(hooks, int(obs_id))
-    return reduce_observation((shared["datastore"], int(obs_id)), _spec(shared))
-
-
-def _first_time(marker_dir: str | None, name: str) -> bool:
-    if marker_dir is None:
-        return True
-    marker = Path(marker_dir) / name
-    try:
-        with open(marker, "x"):
-            return True
-    except FileExistsError:
-        return False
-
-
-def _run_hooks(hooks: Mapping[str, Any], obs_id: int) -> None:
-    sleep_max = float(hooks.get("sleep_max") or 0.0)
-    if sleep_max:
-        time.sleep(np.random.default_rng().uniform(0.0, sleep_max))  # random per call, not per obs
-    marker_dir = hooks.get("marker_dir")
-    if obs_id in set(int(o) for o in hooks.get("crash", ())) and _first_time(marker_dir, f"crash-{obs_id}"):
-        os._exit(1)  # the worker process dies; Ray retries the task
-    kill = {int(k): v for k, v in (hooks.get("kill") or {}).items()}
-    if obs_id in kill and _first_time(marker_dir, f"kill-{obs_id}"):
-        import ray
-
-        name, min_acknowledged = kill[obs_id]
-        from actors.reduction import lookup_reducer
-
-        actor = lookup_reducer(name)
-        deadline = time.monotonic() + 60
-        while ray.get(actor.progress.remote())["acknowledged"] < int(min_acknowledged):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{name} never acknowledged {min_acknowledged} observations")
-            time.sleep(0.05)
-        ray.kill(actor, no_restart=False)
+    return reduce_observation((shared["datastore"], int(obs_id)), shared["spec"])
 
 
 class SummaryAccumulator(StackAccumulator):

@@ -1,12 +1,11 @@
 """Driver-side handles on the reduction actors.
 
 `ReducerLink` tracks what was sent to one reducer actor and what it acknowledged, and recovers from
-restarts by re-sending; `ReducerPool` keeps warm reducer processes that successive runs of one driver
-process reuse. Used by `gamma_ray_dist.driver`.
+restarts by re-sending; `ReducerPool` keeps warm reducer processes that successive runs of one backend
+reuse. Used by `gamma_ray_dist.distributed.driver`.
 """
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import uuid
@@ -42,7 +41,7 @@ class ReducerLink:
         self._release = release or (lambda handle, healthy: ray.kill(handle, no_restart=True))
         self.generation = 0
         self.handle = spawn(tag, 0)
-        # key -> ("add", ref) | ("pack", (keys, ref)) | ("skip", reason) | ("released", None)
+        # key -> ("add", ref) | ("skip", reason) | ("released", None)
         self.sent: dict[Hashable, tuple[str, Any]] = {}
         self.calls: deque[tuple[str, ray.ObjectRef, ray.ObjectRef | None]] = deque()
         self.incarnation: str | None = None
@@ -62,22 +61,12 @@ class ReducerLink:
         if self._hold(key, ("add", ref)):
             self._call(key)
 
-    def send_pack(self, keys: Iterable[Hashable], ref: ray.ObjectRef) -> None:
-        """Send several items in one call: ``ref`` resolves to a mapping ``key -> item``."""
-        keys = tuple(k for k in keys if self.sent.get(k, ("",))[0] != "released")
-        if not keys:
-            return
-        entry = ("pack", (keys, ref))  # one tuple shared by the keys: re-sent once per pack
-        for key in keys:
-            self._hold(key, entry)
-        self._call(keys[0])
-
     def _hold(self, key: Hashable, entry: tuple[str, Any]) -> bool:
         """Record what ``key`` was sent as; False if it is already durable (nothing to send)."""
         previous = self.sent.get(key, ("",))[0]
         if previous == "released":
             return False
-        if previous in ("add", "pack"):
+        if previous == "add":
             self.refs_held -= 1
         self.sent[key] = entry
         self.refs_held += 1
@@ -89,10 +78,7 @@ class ReducerLink:
 
     def _call(self, key: Hashable) -> None:
         kind, payload = self.sent[key]
-        if kind == "pack":
-            call = self.handle.add_pack.remote(*payload)
-        else:
-            call = (self.handle.add if kind == "add" else self.handle.skip).remote(key, payload)
+        call = (self.handle.add if kind == "add" else self.handle.skip).remote(key, payload)
         self.calls.append(("reply", call, None))
 
     def _ping(self) -> None:
@@ -146,16 +132,10 @@ class ReducerLink:
                 self.restarts += 1
                 log.warning("reducer %s restarted: %d/%d acknowledged, re-sending the rest",
                             self.tag, self.n_acked, len(self.keys))
-                resent_packs: set[int] = set()
                 for key in self.keys[self.n_acked:]:
                     if key in self.sent:
-                        kind, payload = self.sent[key]
-                        if kind == "released":
+                        if self.sent[key][0] == "released":
                             raise RuntimeError(f"reducer {self.tag} lost {key!r}: checkpoint older than acknowledged")
-                        if kind == "pack":
-                            if id(payload) in resent_packs:
-                                continue  # the whole pack is re-sent once (adds are idempotent)
-                            resent_packs.add(id(payload))
                         self._call(key)
         else:
             self.n_acked = max(self.n_acked, reply.n_acknowledged)
@@ -164,7 +144,7 @@ class ReducerLink:
         while self._released_upto < min(self.n_durable, len(self.keys)):
             key = self.keys[self._released_upto]
             if key in self.sent and self.sent[key][0] != "released":
-                if self.sent[key][0] in ("add", "pack"):
+                if self.sent[key][0] == "add":
                     self.refs_held -= 1
                 self.sent[key] = ("released", None)
             self._released_upto += 1
@@ -191,10 +171,9 @@ class ReducerLink:
 # ---------------------------------------------------------------------------------------------
 # Warm reducer actors, kept by this driver process across runs
 # ---------------------------------------------------------------------------------------------
-#: Idle reducer actors kept warm between runs (``$GRD_REDUCER_POOL_SIZE`` overrides). An idle actor
-#: holds no CPU (``num_cpus=0``) and no state (cleared on release): just a Python process with the
-#: package imported.
-DEFAULT_REDUCER_POOL_SIZE = int(os.environ.get("GRD_REDUCER_POOL_SIZE", "4"))
+#: Idle reducer actors kept warm between runs. An idle actor holds no CPU (``num_cpus=0``) and no
+#: state (cleared on release): just a Python process with the package imported.
+DEFAULT_REDUCER_POOL_SIZE = 4
 
 
 class ReducerPool:
@@ -202,7 +181,7 @@ class ReducerPool:
 
     Starting an actor process costs 1-2 s on an idle 2-core machine and 5-12 s on a loaded one
     (mostly imports), which dwarfs reducing a few dozen observations. A run *leases* actors
-    (``reset`` configures one for a chunk or the root, a new incarnation), and gives them back
+    (``reset`` configures one for a group of blocks or the root, a new incarnation), and gives them back
     when its reducer is done (``clear`` drops the state); at most ``max_size`` idle actors are
     kept, the rest are killed. `prestart` starts the actors a run is about to need all at once, in
     parallel with its first tasks.
@@ -211,13 +190,13 @@ class ReducerPool:
     driver replaces a lost one by a leased or new actor, which is equivalent (new incarnation, state
     rebuilt from the checkpoint or by re-sending). They are pinned to the driver's node (where a
     root's run-local checkpoint directory lives), are not detached (they die with the driver) and
-    are killed at interpreter exit.
+    are killed when the backend that owns the pool closes.
     """
 
     def __init__(self, max_size: int = DEFAULT_REDUCER_POOL_SIZE) -> None:
         self.max_size = int(max_size)
         self._idle: list[tuple[Any, str]] = []  # (handle, actor name)
-        self._names: dict[Any, str] = {}  # actor id -> name, for leased actors
+        self._names: dict[int, str] = {}  # id(handle) -> name, for leased actors (handles held by runs)
         self._session: Any = None
         self.created = 0
         self.reused = 0
@@ -248,6 +227,11 @@ class ReducerPool:
     def n_idle(self) -> int:
         return len(self._idle)
 
+    @property
+    def idle_names(self) -> list[str]:
+        """Names of the idle actors, in the order `lease` hands them out."""
+        return [name for _, name in self._idle]
+
     def prestart(self, n: int) -> None:
         """Make sure ``n`` idle actors exist (starting the missing ones now, without waiting)."""
         self._sync()
@@ -262,12 +246,12 @@ class ReducerPool:
             self.reused += 1
         else:
             handle, name = self._create()
-        self._names[handle._actor_id] = name
+        self._names[id(handle)] = name
         return handle, name
 
     def give_back(self, handle: Any, healthy: bool) -> None:
         """Return a leased actor: kept (state cleared) if healthy and the pool has room, else killed."""
-        name = self._names.pop(handle._actor_id, None)
+        name = self._names.pop(id(handle), None)
         if healthy and name is not None and len(self._idle) < self.max_size:
             handle.clear.remote()  # ordered after the run's calls: the state is dropped after them
             self._idle.append((handle, name))
@@ -288,9 +272,5 @@ class ReducerPool:
             except Exception:  # noqa: BLE001
                 pass
 
-
-#: The pool `run_distributed` uses by default (one per driver process).
-REDUCER_POOL = ReducerPool()
-atexit.register(REDUCER_POOL.shutdown)
 
 

@@ -1,0 +1,128 @@
+"""Blocks of observations and the work one task does on a block (Ray-free; serial mode runs it too).
+
+The result of a reduction is defined by its *plan* alone: the sorted unique obs ids cut into blocks
+of ``block_size`` consecutive ids; each block folded in obs id order into a fresh accumulator; the
+block states merged in block order, directly by the root, or by middle reducers of ``merge_fan_in``
+consecutive blocks whose states the root merges in order. The plan depends on the ids and the
+settings only, never on the workers, so the float64 sums are bit-identical whatever runs them.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from actors.protocols import AccumulatorFactory, Partial, TaskFn
+from actors.tree import plan_chunks
+
+__all__ = ["ReductionPlan", "sorted_unique", "run_one", "fold_block", "failure_status", "reraise"]
+
+
+@dataclass(frozen=True)
+class ReductionPlan:
+    """Blocks of observations and the merge tree above them.
+
+    Attributes
+    ----------
+    blocks : tuple of tuple of int
+        Consecutive sorted obs ids, ``block_size`` each (the last shorter).
+    groups : tuple of tuple of int
+        Block indices merged by one middle reducer; empty when the root merges the blocks directly.
+    """
+
+    blocks: tuple[tuple[int, ...], ...]
+    groups: tuple[tuple[int, ...], ...]
+
+    @classmethod
+    def create(cls, obs_ids: Iterable[int], block_size: int, merge_fan_in: int) -> "ReductionPlan":
+        """The plan for the sorted unique ``obs_ids``."""
+        if int(merge_fan_in) < 2:
+            raise ValueError(f"merge_fan_in must be >= 2, got {merge_fan_in}")
+        blocks = tuple(plan_chunks(obs_ids, block_size))
+        groups = tuple(plan_chunks(range(len(blocks)), merge_fan_in)) if len(blocks) > merge_fan_in else ()
+        return cls(blocks, groups)
+
+    @property
+    def n_reducers(self) -> int:
+        """Reducer actors: none for one block, a root, plus one per group."""
+        return 0 if len(self.blocks) <= 1 else 1 + len(self.groups)
+
+
+def sorted_unique(obs_ids: Iterable[Any]) -> tuple[list[int], list[int]]:
+    """``(sorted unique ids, sorted ids given more than once)``."""
+    seen: set[int] = set()
+    dup: set[int] = set()
+    for o in obs_ids:
+        o = int(o)
+        if o in seen:
+            dup.add(o)
+        seen.add(o)
+    return sorted(seen), sorted(dup)
+
+
+def run_one(task_fn: TaskFn, shared: Any, obs_id: int) -> tuple[dict[str, Any], Partial | None]:
+    """Run one observation; an exception becomes a failed status (data errors are never retried)."""
+    started, t0 = time.time(), time.perf_counter()
+    try:
+        partial = task_fn(shared, obs_id)
+    except Exception as error:  # noqa: BLE001 - recorded per observation; strict mode re-raises
+        status, partial = failure_status(error, time.perf_counter() - t0), None
+    else:
+        status = {"ok": True, "seconds": time.perf_counter() - t0,
+                  "timings": dict(getattr(partial, "timings", None) or {})}
+    status.update(started=started, worker=os.getpid())
+    return status, partial
+
+
+def fold_block(task_fn: TaskFn, shared: Any, block: tuple[int, ...], make_accumulator: AccumulatorFactory,
+               strict: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """Reduce a block's observations in order into one accumulator.
+
+    Returns
+    -------
+    statuses : list of dict
+        One per observation reduced (with ``strict``, the block stops at its first failure).
+    state : dict or None
+        ``accumulator.state()`` of the successful observations; None when none succeeded (or
+        with ``strict`` after a failure).
+    """
+    statuses: list[dict[str, Any]] = []
+    acc = None
+    for obs_id in block:
+        status, partial = run_one(task_fn, shared, obs_id)
+        statuses.append(status)
+        if partial is None:
+            if strict:
+                return statuses, None
+            continue
+        if acc is None:
+            acc = make_accumulator()
+        acc.add(partial)
+    return statuses, (None if acc is None else acc.state())
+
+
+def failure_status(error: BaseException, seconds: float = 0.0) -> dict[str, Any]:
+    """A failed observation's status; carries the exception itself when it pickles."""
+    try:
+        pickle.dumps(error)
+        carried: BaseException | None = error
+    except Exception:  # noqa: BLE001
+        carried = None
+    return {
+        "ok": False,
+        "error_type": type(error).__name__,
+        "message": str(error)[:4000],
+        "filename": getattr(error, "filename", None),
+        "exception": carried,
+        "seconds": seconds,
+    }
+
+
+def reraise(status: dict[str, Any], obs_id: int) -> None:
+    """Raise the error a failed status carries (strict mode)."""
+    error = status.get("exception")
+    if isinstance(error, BaseException):
+        raise error
+    raise RuntimeError(f"observation {obs_id} failed: {status['error_type']}: {status['message']}")
