@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy as _copy
 import operator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from astropy import units as u
@@ -477,12 +478,55 @@ class WcsNDMap(Map):
             raise MapFormatError(f"HDU {data_hdu.name!r}: Fermi-LAT ({bands.name}) map formats are not supported")
         return cls.from_hdu(data_hdu, bands)
 
+    # -- plotting: the drawing code is in gamma_ray_dist.visualization, imported (with matplotlib)
+    # only when a plot is drawn, so importing the maps needs neither.
+    def plot(self, ax: Any = None, fig: Any = None, add_cbar: bool = False, stretch: str = "linear",
+             **kwargs: Any) -> Any:
+        """Plot a 2D map (or one with length-1 non-spatial axes) on WCS axes, as gammapy.
+
+        Parameters
+        ----------
+        ax : `~astropy.visualization.wcsaxes.WCSAxes`, optional
+            Axes to draw on; default: a new WCSAxes (the map's WCS) in ``fig``.
+        fig : `~matplotlib.figure.Figure`, optional
+            Figure for the new axes (default: the current figure).
+        add_cbar : bool
+            Add a colour bar labelled with the map unit.
+        stretch : {"linear", "sqrt", "log", "asinh", "sinh", "power"}
+            Colour stretch; ``vmin``/``vmax`` kwargs set the cuts.
+        **kwargs
+            Passed to `~gamma_ray_dist.visualization.plot_map` (then ``imshow``).
+
+        Returns
+        -------
+        ax : `~astropy.visualization.wcsaxes.WCSAxes`
+        """
+        from ..visualization.maps import plot_map
+
+        return plot_map(self, ax=ax, fig=fig, add_cbar=add_cbar, stretch=stretch, **kwargs)
+
+    def plot_grid(self, ncols: int = 3, figsize: Any = None, **kwargs: Any) -> list:
+        """One image per bin of the non-spatial axes (e.g. per energy band) on a grid of WCS axes.
+
+        Parameters
+        ----------
+        ncols : int
+            Panels per row.
+        figsize : tuple, optional
+            Figure size (default: 4 inches per panel).
+        **kwargs
+            Passed to `~gamma_ray_dist.visualization.plot_grid` (``add_cbar``, ``stretch``, ``imshow``
+            options).
+
+        Returns
+        -------
+        axes : list of `~astropy.visualization.wcsaxes.WCSAxes`
+        """
+        from ..visualization.maps import plot_grid
+
+        return plot_grid(self, ncols=ncols, figsize=figsize, **kwargs)
+
     def __repr__(self) -> str:
         return (f"WcsNDMap(geom={self._geom!r}, unit={self._unit.to_string()!r}, dtype={self._data.dtype}, "
                 f"shape={self._data.shape})")
 
-
-# Plot methods (matplotlib is imported only when a plot is drawn).
-from ..visualization import install_plot_methods  # noqa: E402
-
-install_plot_methods("maps")
