@@ -16,9 +16,8 @@ from astropy.io import fits
 from astropy.table import Table
 from astropy.time import Time
 
-from .. import modeling as _modeling  # noqa: F401  (import order: modeling imports datasets.core)
 from ..maps import Map, MapAxis
-from .core import Dataset
+from ..modeling.dataset import Dataset
 from .io import (
     creation_header,
     gti_from_met,
