@@ -49,8 +49,8 @@ def atomic_write(path: str | os.PathLike, writer: Callable[[Path], Any]) -> Path
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write text atomically."""
-    return atomic_write(path, lambda tmp: tmp.write_text(text))
+    """Write text atomically, UTF-8 encoded (whatever the locale)."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def to_jsonable(value: Any) -> Any:

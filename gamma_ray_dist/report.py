@@ -1,7 +1,6 @@
 """Run report: the seed workflow's figures (PNG) and a short Markdown summary of a run.
 
-`write_report` writes into ``out_dir``, each file atomically (temporary file in the same directory,
-then `os.replace`):
+`write_report` writes into ``out_dir``, each file atomically (`gamma_ray_dist.outputs.atomic_write`):
 
 - ``counts.png``: counts summed over energy, smoothed 0.05 deg, sqrt stretch, colour bar (and the
   exclusion region, when given, drawn dashed);
@@ -25,8 +24,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import secrets
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,6 +31,8 @@ from typing import Any, Callable
 
 import numpy as np
 from astropy import units as u
+
+from .outputs import atomic_write, write_text
 
 __all__ = ["write_report", "FIGURES", "FIGURE_SIZES", "DPI", "MISSING_PLOT_NOTE"]
 
@@ -58,40 +57,6 @@ MISSING_PLOT_NOTE = (
 COUNTS_SMOOTH = 0.05 * u.deg
 RESIDUAL_REGION_RADIUS = 0.5 * u.deg
 RESIDUAL_KWARGS = {"method": "diff/sqrt(model)", "vmin": -0.5, "vmax": 0.5}
-
-
-# ---- atomic writes ------------------------------------------------------------------------------
-def _atomic_write(path: Path, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_name)`` on a new temporary file beside ``path``, then move it into place
-    (`os.replace`: readers see the old file or the complete new one). Permissions follow the umask."""
-    path = Path(path)
-    for _ in range(100):
-        tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-        try:
-            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-            break
-        except FileExistsError:
-            continue
-    else:  # pragma: no cover - 100 random-name collisions
-        raise FileExistsError(f"cannot create a temporary file beside {path}")
-    try:
-        write(str(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
-
-
-def _write_text(path: Path, text: str) -> Path:
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-
-    return _atomic_write(path, write)
 
 
 # ---- small accessors (objects or plain dicts, e.g. a FitResult read back from JSON) ---------------
@@ -376,7 +341,7 @@ def _render(path: Path, name: str, draw: Callable, *args) -> Path:
     FigureCanvasAgg(fig)
     try:
         draw(fig, *args)
-        _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
     finally:
         fig.clear()
     return path
@@ -482,7 +447,7 @@ def write_report(out_dir, dataset, models=None, fit_result=None, flux_points=Non
 
     text = _markdown(title, dataset, models, fit_result, flux_points, timings, reduction, source_model,
                      made, notes)
-    made["report"] = _write_text(out_dir / "report.md", text)
+    made["report"] = write_text(out_dir / "report.md", text)
     return made
 
 

@@ -6,7 +6,7 @@ import pytest
 from astropy import units as u
 
 from gamma_ray_dist import stats
-from gamma_ray_dist.datasets.core import Dataset, Datasets
+from gamma_ray_dist.datasets import Dataset, Datasets
 from gamma_ray_dist.modeling import Fit, profile_point
 from gamma_ray_dist.modeling.models import FoVBackgroundModel, PowerLawSpectralModel, SkyModel
 

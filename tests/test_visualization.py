@@ -49,7 +49,6 @@ def stacked(reference_dir, seed_reference):
         SkyModel,
     )
 
-    vis.install_plot_methods()
     dataset = MapDataset.read(reference_dir / "crab_stacked_gammapy.fits.gz")
     fit = {(p["model"].endswith("bkg"), p["name"]): p for p in seed_reference["fit"]["parameters"]}
     spectral = PowerLawSpectralModel(index=fit[False, "index"]["value"],
@@ -252,7 +251,6 @@ def test_seed_flux_points_figure(crab_spectrum, flux_points_table, tmp_path):
 def test_observation_peek(hess_dr1, tmp_path):
     from gamma_ray_dist.data import DataStore
 
-    vis.install_plot_methods("data")
     obs = DataStore.from_dir(hess_dr1).obs(23523)
     fig = obs.peek(figsize=(15, 10))
     titles = [ax.get_title() for ax in fig.axes]
@@ -264,19 +262,26 @@ def test_observation_peek(hess_dr1, tmp_path):
     check_png(fig, tmp_path / "peek.png", dpi=30)
 
 
-# ---- install and the optional dependency ---------------------------------------------------------
-def test_install_plot_methods():
+# ---- the methods and the optional dependency ------------------------------------------------------
+def test_plot_methods_defined_on_classes():
+    """The gammapy-named plot methods belong to the classes (no patching at import time)."""
+    from gamma_ray_dist.data import Observation
     from gamma_ray_dist.datasets import MapDataset
+    from gamma_ray_dist.estimators import FluxPoints
     from gamma_ray_dist.maps import WcsNDMap
     from gamma_ray_dist.modeling.models import SpectralModel
 
-    installed = vis.install_plot_methods()
-    assert installed == vis.install_plot_methods()  # idempotent
-    assert {"plot", "plot_grid"} <= set(installed["WcsNDMap"])
-    assert {"plot_residuals_spatial", "plot_residuals"} <= set(installed["MapDataset"])
-    assert callable(WcsNDMap.plot) and callable(MapDataset.plot_residuals) and callable(SpectralModel.plot_error)
-    with pytest.raises(ValueError, match="unknown target"):
-        vis.install_plot_methods("nope")
+    methods = {WcsNDMap: ("plot", "plot_grid"), Observation: ("peek",),
+               MapDataset: ("plot_residuals_spatial", "plot_residuals_spectral", "plot_residuals",
+                            "plot_npred_signal"),
+               SpectralModel: ("plot", "plot_error"), FluxPoints: ("plot",)}
+    for cls, names in methods.items():
+        for name in names:
+            method = cls.__dict__.get(name)
+            assert callable(method), f"{cls.__name__}.{name}"
+            assert method.__module__ == cls.__module__, f"{cls.__name__}.{name} is defined in {method.__module__}"
+            assert method.__doc__, f"{cls.__name__}.{name} has no docstring"
+    assert not hasattr(vis, "install_plot_methods")
 
 
 def test_missing_matplotlib_error(stacked, crab_spectrum, monkeypatch):

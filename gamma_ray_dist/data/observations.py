@@ -306,6 +306,25 @@ class Observation:
         """Pointing in alt-az at ``time``."""
         return self.pointing.get_altaz(time, self.observatory_earth_location)
 
+    # ---------------------------------------------------------------- plotting
+    def peek(self, figsize: tuple = (15, 10)) -> Any:
+        """Six-panel quick look: events image, event energies, effective area, background rate,
+        energy dispersion and PSF containment (a missing part leaves an empty panel saying so).
+
+        Parameters
+        ----------
+        figsize : tuple
+            Figure size in inches.
+
+        Returns
+        -------
+        fig : `~matplotlib.figure.Figure`
+        """
+        # imported here: the plotting code (and matplotlib) only when a plot is drawn
+        from ..visualization.observation import peek_observation
+
+        return peek_observation(self, figsize=figsize)
+
     # ---------------------------------------------------------------- pickling (Ray)
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -384,8 +403,3 @@ class Observations(collections.abc.MutableSequence):
         """Observation ids as strings (as gammapy)."""
         return [str(obs.obs_id) for obs in self]
 
-
-# Plot methods (matplotlib is imported only when a plot is drawn).
-from ..visualization import install_plot_methods  # noqa: E402
-
-install_plot_methods("data")

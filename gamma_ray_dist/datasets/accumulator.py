@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 
+from .io import rows_from_meta_table
 from .partial import PartialDataset, StackGeometry, time_from_tuple
 from .stacking import exposure_weighted_mean
 
@@ -106,7 +107,7 @@ class StackAccumulator:
             acc.gti_start = np.atleast_1d((dataset.gti.time_start - ref).to_value("s"))
             acc.gti_stop = np.atleast_1d((dataset.gti.time_stop - ref).to_value("s"))
         if dataset.meta_table is not None:
-            acc.meta_rows = _rows_from_table(dataset.meta_table)
+            acc.meta_rows = rows_from_meta_table(dataset.meta_table)
         return acc
 
     # -- reduction ----------------------------------------------------------------------
@@ -240,20 +241,3 @@ class StackAccumulator:
 
     def __repr__(self) -> str:
         return f"StackAccumulator(n_obs={len(self.obs_ids)}, shape={self.buffers['counts'].shape})"
-
-
-def _rows_from_table(table) -> List[Dict[str, Any]]:
-    """Split a (possibly hstacked) gammapy meta table into per-observation rows."""
-    rows: List[Dict[str, Any]] = []
-    n = int(np.size(table[table.colnames[0]].data)) if table.colnames else 0
-    for i in range(n):
-        row = {}
-        for name in table.colnames:
-            value = np.ravel(table[name].data)[i]
-            value = value.item() if hasattr(value, "item") else value
-            if isinstance(value, bytes):
-                value = value.decode()
-            unit = table[name].unit
-            row[name] = (value, "" if unit is None else unit.to_string())
-        rows.append(row)
-    return rows

@@ -25,6 +25,7 @@ __all__ = [
     "gti_to_table_hdu",
     "gti_from_table_hdu",
     "meta_table_from_rows",
+    "rows_from_meta_table",
     "hstack_meta_tables",
 ]
 
@@ -124,7 +125,30 @@ def hstack_meta_tables(table: Table, other: Table) -> Table:
 
 
 def rows_from_meta_table(table: Table) -> List[Dict[str, Any]]:
-    """Per-observation ``{column: (value, unit)}`` rows of a (possibly hstacked) meta table."""
-    from .accumulator import _rows_from_table
+    """Split a (possibly hstacked) gammapy meta table into per-observation rows.
 
-    return _rows_from_table(table)
+    The inverse of `meta_table_from_rows`.
+
+    Parameters
+    ----------
+    table : `~astropy.table.Table`
+        One row; each column holds one value per observation.
+
+    Returns
+    -------
+    list of dict
+        One ``{column: (value, unit string)}`` per observation.
+    """
+    rows: List[Dict[str, Any]] = []
+    n = int(np.size(table[table.colnames[0]].data)) if table.colnames else 0
+    for i in range(n):
+        row = {}
+        for name in table.colnames:
+            value = np.ravel(table[name].data)[i]
+            value = value.item() if hasattr(value, "item") else value
+            if isinstance(value, bytes):
+                value = value.decode()
+            unit = table[name].unit
+            row[name] = (value, "" if unit is None else unit.to_string())
+        rows.append(row)
+    return rows

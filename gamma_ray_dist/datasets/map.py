@@ -8,7 +8,7 @@ Mirrors gammapy 2.1's ``MapDataset`` for what the seed workflow uses: ``create``
 from __future__ import annotations
 
 import copy
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 from astropy import units as u
@@ -16,9 +16,8 @@ from astropy.io import fits
 from astropy.table import Table
 from astropy.time import Time
 
-from .. import modeling as _modeling  # noqa: F401  (import order: modeling imports datasets.core)
 from ..maps import Map, MapAxis
-from .core import Dataset
+from ..modeling.dataset import Dataset
 from .io import (
     creation_header,
     gti_from_met,
@@ -488,6 +487,105 @@ class MapDataset(MapDatasetEvaluation, Dataset):
                 name = hdulist[0].header.get("NAME")
             return cls.from_hdulist(hdulist, name=name)
 
+    # -- plotting: the drawing code is in gamma_ray_dist.visualization, imported (with matplotlib)
+    # only when a plot is drawn.
+    def plot_residuals_spatial(self, ax: Any = None, method: str = "diff", smooth_kernel: str = "gauss",
+                               smooth_radius: Any = "0.1 deg", **kwargs: Any) -> Any:
+        """Residual image summed over energy on WCS axes, as gammapy.
+
+        Parameters
+        ----------
+        ax : `~astropy.visualization.wcsaxes.WCSAxes`, optional
+            Axes to draw on (default: new WCS axes in the current figure).
+        method : {"diff", "diff/model", "diff/sqrt(model)"}
+            Residual definition; counts and npred are masked, summed over energy and smoothed first.
+        smooth_kernel : {"gauss", "box"}
+            Smoothing kernel.
+        smooth_radius : str or `~astropy.units.Quantity`
+            Smoothing radius.
+        **kwargs
+            Passed to `~gamma_ray_dist.visualization.plot_map` (defaults ``add_cbar=True``,
+            ``cmap="coolwarm"``, ``vmin=-5``, ``vmax=5``).
+
+        Returns
+        -------
+        ax : `~astropy.visualization.wcsaxes.WCSAxes`
+        """
+        from ..visualization.datasets import plot_residuals_spatial
+
+        return plot_residuals_spatial(self, ax=ax, method=method, smooth_kernel=smooth_kernel,
+                                      smooth_radius=smooth_radius, **kwargs)
+
+    def plot_residuals_spectral(self, ax: Any = None, method: str = "diff", region: Any = None,
+                                **kwargs: Any) -> Any:
+        """Counts minus npred per energy bin inside ``region``, with the fit and safe masks shaded.
+
+        Parameters
+        ----------
+        ax : `~matplotlib.axes.Axes`, optional
+            Axes to draw on (default: the current axes).
+        method : {"diff", "diff/sqrt(model)"}
+            Residual definition.
+        region : `~regions.SkyRegion` or str, optional
+            Sum over the pixels inside it (default: all pixels).
+        **kwargs
+            Passed to `~gamma_ray_dist.visualization.plot_residuals_spectral` (then ``errorbar``).
+
+        Returns
+        -------
+        ax : `~matplotlib.axes.Axes`
+        """
+        from ..visualization.datasets import plot_residuals_spectral
+
+        return plot_residuals_spectral(self, ax=ax, method=method, region=region, **kwargs)
+
+    def plot_residuals(self, ax_spatial: Any = None, ax_spectral: Any = None, kwargs_spatial: dict | None = None,
+                       kwargs_spectral: dict | None = None) -> tuple:
+        """Spatial residual image (left) and spectral residuals in a region (right, drawn on the image).
+
+        Parameters
+        ----------
+        ax_spatial : `~astropy.visualization.wcsaxes.WCSAxes`, optional
+            Axes of the image (default: left half of a new figure).
+        ax_spectral : `~matplotlib.axes.Axes`, optional
+            Axes of the spectrum (default: right half of a new figure).
+        kwargs_spatial : dict, optional
+            Passed to `plot_residuals_spatial`.
+        kwargs_spectral : dict, optional
+            Passed to `plot_residuals_spectral` (``region`` is also drawn on the image).
+
+        Returns
+        -------
+        ax_spatial, ax_spectral
+        """
+        from ..visualization.datasets import plot_residuals
+
+        return plot_residuals(self, ax_spatial=ax_spatial, ax_spectral=ax_spectral,
+                              kwargs_spatial=kwargs_spatial, kwargs_spectral=kwargs_spectral)
+
+    def plot_npred_signal(self, ax: Any = None, model_names: list[str] | None = None, region: Any = None,
+                          **kwargs: Any) -> Any:
+        """Predicted counts per energy bin of each source model, their sum and the background.
+
+        Parameters
+        ----------
+        ax : `~matplotlib.axes.Axes`, optional
+            Axes to draw on (default: the current axes).
+        model_names : list of str, optional
+            Source models to show (default: all but the background model).
+        region : `~regions.SkyRegion` or str, optional
+            Sum over the pixels inside it instead of the whole map.
+        **kwargs
+            Passed to ``errorbar`` for every curve.
+
+        Returns
+        -------
+        ax : `~matplotlib.axes.Axes`
+        """
+        from ..visualization.datasets import plot_npred_signal
+
+        return plot_npred_signal(self, ax=ax, model_names=model_names, region=region, **kwargs)
+
     def copy(self, name: Optional[str] = None) -> "MapDataset":
         new = copy.deepcopy(self)
         if name is not None:
@@ -505,8 +603,3 @@ def _window(bounds):
     (y0, y1), (x0, x1) = bounds
     return Ellipsis, slice(y0, y1), slice(x0, x1)
 
-
-# Plot methods (matplotlib is imported only when a plot is drawn).
-from ..visualization import install_plot_methods  # noqa: E402
-
-install_plot_methods("datasets")

@@ -28,7 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy.optimize import brentq
 
-from ..datasets.core import Dataset, Datasets
+from ..modeling.dataset import Dataset, Datasets
 from ..modeling.fit import Fit
 from ..modeling.models import Models, SkyModel
 from ..modeling.models.spectral import SpectralModel

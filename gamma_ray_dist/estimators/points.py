@@ -391,12 +391,26 @@ class FluxPoints:
         return cls.from_table(table, sed_type=sed_type, format=format, reference_model=reference_model)
 
     # --- display ----------------------------------------------------------------------------
-    def plot(self, ax=None, sed_type: str | None = None, **kwargs):
-        """Plot hook: implemented in `gamma_ray_dist.visualization` (not available yet)."""
-        try:
-            from ..visualization.flux_points import plot_flux_points  # type: ignore
-        except ImportError as exc:
-            raise NotImplementedError("FluxPoints.plot needs gamma_ray_dist.visualization.flux_points") from exc
+    def plot(self, ax: Any = None, sed_type: str | None = None, **kwargs: Any) -> Any:
+        """Plot the flux points with error bars (upper limits as downward arrows), as gammapy.
+
+        Parameters
+        ----------
+        ax : `~matplotlib.axes.Axes`, optional
+            Axes to draw on (default: the current axes).
+        sed_type : {"dnde", "e2dnde", "flux", "eflux"}, optional
+            Quantity to plot (default: ``sed_type_plot_default``).
+        **kwargs
+            Passed to `~gamma_ray_dist.visualization.plot_flux_points` (``energy_power``, then
+            ``ax.errorbar``).
+
+        Returns
+        -------
+        ax : `~matplotlib.axes.Axes`
+        """
+        # imported here: the plotting code (and matplotlib) only when a plot is drawn
+        from ..visualization.spectral import plot_flux_points
+
         return plot_flux_points(self, ax=ax, sed_type=sed_type, **kwargs)
 
     def __len__(self) -> int:

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 from astropy import units as u
 
-from ..datasets.core import Datasets
+from ..modeling.dataset import Datasets
 from .flux_point import (
     SELECTION_OPTIONAL,
     FluxPointJob,

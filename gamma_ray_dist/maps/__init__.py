@@ -2,10 +2,9 @@
 from .axes import MapAxes, MapAxis
 from .coord import MapCoord
 from .errors import GeometryMismatch, MapError, MapFormatError
-from .geom import WcsGeom
-from .ndmap import Map, WcsNDMap
 from .regions import parse_regions, region_mask_values
 from .sphere import angular_separation, pixel_solid_angles, position_angle
+from .wcs import Map, WcsGeom, WcsNDMap
 
 __all__ = [
     "MapAxis",

@@ -3,6 +3,9 @@
 An axis is a monotonic array of nodes that are either bin edges or bin centers. Pixel coordinates of
 bin ``i`` run from ``i - 0.5`` to ``i + 0.5``; the axis <-> pixel transform is piecewise linear in the
 interpolation space of ``interp`` (lin, log or sqrt), exactly as in gammapy's ``MapAxis``.
+`MapAxes` also writes and reads gammapy's ``BANDS`` table (one row per bin; ``CHANNEL``, then per axis
+a center and min/max columns, ``ENERGY, E_MIN, E_MAX`` for the reconstructed energy,
+``NAME, NAME_MIN, NAME_MAX`` otherwise).
 """
 from __future__ import annotations
 
@@ -10,6 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 from astropy import units as u
+from astropy.io import fits
+from astropy.table import Table
 
 from .errors import MapError, MapFormatError
 from .scale import INTERP_CHOICES, interp1d_extrapolate, scale_inverse, scale_values
@@ -474,18 +479,89 @@ class MapAxes(Sequence):
             header[f"INTERP{idx}"] = ax.interp
         return header
 
-    def to_table_hdu(self, hdu_bands: str | None = None):
-        """The gadf ``BANDS`` binary table: CHANNEL, then center/min/max columns per axis."""
-        from .fitsio import axes_to_bands_hdu
+    def to_table_hdu(self, hdu_bands: str | None = None) -> fits.BinTableHDU:
+        """The gadf ``BANDS`` binary table: CHANNEL, then center/min/max columns per axis.
 
-        return axes_to_bands_hdu(self, hdu_bands or "BANDS")
+        Parameters
+        ----------
+        hdu_bands : str, optional
+            EXTNAME of the table, e.g. "COUNTS_BANDS" (default "BANDS").
+
+        Returns
+        -------
+        `~astropy.io.fits.BinTableHDU`
+            One row per bin, flattened with the first axis varying fastest; the ``AXCOLSi`` /
+            ``INTERPi`` keywords in the header.
+        """
+        table = Table()
+        table["CHANNEL"] = np.arange(int(np.prod(self.shape)))
+        # np.meshgrid's default "xy" indexing is what gammapy uses; keep it for identical rows.
+        ctr = np.meshgrid(*[ax.center_values for ax in self])
+        lo = np.meshgrid(*[ax.edges_values[:-1] for ax in self])
+        hi = np.meshgrid(*[ax.edges_values[1:] for ax in self])
+        for idx, ax in enumerate(self):
+            if not ax.name:
+                raise MapFormatError("an axis written to a BANDS table needs a name")
+            for colname, grid in zip(ax._column_names(), (ctr, lo, hi)):
+                table[colname] = u.Quantity(np.ravel(grid[idx]), ax.unit)
+        header = fits.Header()
+        for key, value in self.to_header().items():
+            header[key] = value
+        return fits.BinTableHDU(table, name=hdu_bands or "BANDS", header=header)
 
     @classmethod
-    def from_table_hdu(cls, hdu) -> "MapAxes":
-        """Inverse of :meth:`to_table_hdu` (``None`` gives no axes)."""
-        from .fitsio import axes_from_bands_hdu
+    def from_table_hdu(cls, hdu: fits.BinTableHDU | None) -> "MapAxes":
+        """Inverse of :meth:`to_table_hdu` (at most 5 axes, as gammapy; ``None`` gives no axes).
 
+        Parameters
+        ----------
+        hdu : `~astropy.io.fits.BinTableHDU` or None
+            A gadf BANDS table.
+
+        Returns
+        -------
+        MapAxes
+        """
         if hdu is None:
             return cls([])
-        return axes_from_bands_hdu(hdu)
+        if not isinstance(hdu, fits.BinTableHDU):
+            raise MapFormatError(f"HDU {hdu.name!r} is not a binary table, cannot hold map axes")
+        axes = []
+        for idx in range(1, 6):
+            axcols = hdu.header.get(f"AXCOLS{idx}")
+            if axcols is None:
+                break
+            colnames = axcols.split(",")
+            node_type = "edges" if len(colnames) == 2 else "center"
+            if colnames[0] == "E_MIN":
+                name = "energy"
+            else:
+                name = colnames[0].replace("_MIN", "").lower()
+                if name == "theta":  # old files
+                    name = "rad"
+            if name == "time" or "MJDREFI" in hdu.header:
+                raise MapFormatError(f"HDU {hdu.name!r}: time axes are not supported")
+            interp = hdu.header.get(f"INTERP{idx}", "lin").strip()
+            if node_type == "center":
+                nodes = np.unique(_column_quantity(hdu, colnames[0]))
+            else:
+                lo = np.unique(_column_quantity(hdu, colnames[0]))
+                hi = np.unique(_column_quantity(hdu, colnames[1]))
+                nodes = np.append(lo.value, hi.to_value(lo.unit)[-1]) * lo.unit
+            axes.append(MapAxis(nodes, node_type=node_type, interp=interp, name=name))
+        return cls(axes)
 
+
+def _column_quantity(hdu: fits.BinTableHDU, colname: str) -> u.Quantity:
+    """A numeric BANDS column as a Quantity (its TUNIT), with format errors naming the HDU."""
+    if colname not in hdu.columns.names:
+        raise MapFormatError(f"HDU {hdu.name!r}: column {colname!r} named in AXCOLS is missing")
+    col = hdu.columns[colname]
+    data = np.asarray(hdu.data[colname])
+    if data.dtype.kind in "SU":
+        raise MapFormatError(f"HDU {hdu.name!r}: label axes (column {colname!r}) are not supported")
+    try:
+        unit = u.Unit(col.unit or "")
+    except ValueError as exc:
+        raise MapFormatError(f"HDU {hdu.name!r}: column {colname!r} has invalid unit {col.unit!r}") from exc
+    return u.Quantity(data.astype(float), unit)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 from astropy.coordinates import SkyCoord
-from regions import PixCoord, PixelRegion, PointSkyRegion, Regions, SkyRegion
 
 from .errors import MapError
 
@@ -16,6 +15,10 @@ __all__ = ["parse_regions", "region_mask_values"]
 
 def parse_regions(regions) -> list:
     """Normalise ``regions`` (DS9 string, region, list, SkyCoord) to a list of regions."""
+    # imported here: `regions` imports matplotlib when it is installed, and importing the maps
+    # must not (plotting is optional)
+    from regions import PixelRegion, PointSkyRegion, Regions, SkyRegion
+
     if regions is None:
         return []
     if isinstance(regions, str):
@@ -46,6 +49,8 @@ def region_mask_values(geom, regions) -> np.ndarray:
     Point regions mark the single pixel that contains the point (gammapy evaluates a point-source model
     there, which selects the same pixel).
     """
+    from regions import PixCoord, PointSkyRegion, SkyRegion  # see parse_regions
+
     ny, nx = geom.data_shape[-2:]
     mask = np.zeros((ny, nx), dtype=bool)
     y, x = np.indices((ny, nx))

@@ -30,6 +30,7 @@ import numpy as np
 from astropy.table import Table
 from scipy.stats import norm as _norm
 
+from .dataset import Dataset, Datasets
 from .fit_results import CovarianceResult, FitResult, OptimizeResult
 from .parameter import Parameter, Parameters
 
@@ -40,10 +41,7 @@ log = logging.getLogger(__name__)
 PENALTY = 1e6  # added to the worst finite statistic seen; >> any meaningful Cash difference
 
 
-def _parse_datasets(datasets: Any) -> "Datasets":
-    # imported here: datasets.core depends on modeling.models (no import cycle at module load)
-    from ..datasets.core import Dataset, Datasets
-
+def _parse_datasets(datasets: Any) -> Datasets:
     if isinstance(datasets, Datasets):
         return datasets
     if isinstance(datasets, (list, tuple, Dataset)):

@@ -1,9 +1,10 @@
 """Plotting (optional: ``pip install gamma_ray_dist[plot]``).
 
 Pure functions taking the package objects and an optional matplotlib ``ax``; matplotlib is imported
-only when a function is called. `install_plot_methods` attaches gammapy-named methods
-(``WcsNDMap.plot``, ``Observation.peek``, ``MapDataset.plot_residuals*``, ``SpectralModel.plot``/
-``plot_error``, ``FluxPoints.plot``) to the classes.
+only when a function is called. The gammapy-named methods (``WcsNDMap.plot``/``plot_grid``,
+``Observation.peek``, ``MapDataset.plot_residuals*``/``plot_npred_signal``, ``SpectralModel.plot``/
+``plot_error``, ``FluxPoints.plot``) are defined on those classes and call these functions, importing
+them when called: this package sits above the science packages and none of them imports it at load.
 """
 from ._mpl import MISSING_MATPLOTLIB
 from .datasets import (
@@ -17,7 +18,6 @@ from .datasets import (
     residuals_spatial_map,
     residuals_spectral,
 )
-from .install import install_plot_methods
 from .maps import add_colorbar, plot_grid, plot_map
 from .observation import (
     events_counts_image,
@@ -40,7 +40,7 @@ from .spectral import (
 )
 
 __all__ = [
-    "install_plot_methods", "MISSING_MATPLOTLIB",
+    "MISSING_MATPLOTLIB",
     "plot_map", "plot_grid", "add_colorbar",
     "peek_observation", "plot_aeff", "plot_background_rate", "plot_edisp", "plot_psf_containment",
     "events_counts_image", "plot_events_image", "plot_events_energy",

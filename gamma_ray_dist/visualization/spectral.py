@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 from astropy import units as u
-from scipy import stats
 
 from ._mpl import gca
 
@@ -91,30 +90,12 @@ def spectrum_values(model, energy_bounds, sed_type: str = "dnde", energy_power: 
     return center, _scale(values, center, sed_type, energy_power)
 
 
-def _energy_flux_error(model, lo_tev, hi_tev, n_samples, random_state):
-    """Energy-flux (median, errn, errp) by sampling the covariance (for models without
-    ``energy_flux_error``)."""
-    from ..modeling.models.spectral import integrate_loglog
-
-    names = [p.name for p in model.parameters]
-    samples = model.sample_parameters(len(names) * n_samples, random_state)
-    kwargs = {name: samples[:, i] for i, name in enumerate(names)}
-    values = integrate_loglog(lambda e: model.evaluate(e[..., np.newaxis], **kwargs), lo_tev, hi_tev,
-                              energy_flux=True)
-    values = np.where(np.isfinite(values), values, np.nan)
-    median = np.nanpercentile(values, 50, axis=-1)
-    errn = median - np.nanpercentile(values, 100 * stats.norm.cdf(-1), axis=-1)
-    errp = np.nanpercentile(values, 100 * stats.norm.cdf(1), axis=-1) - median
-    unit = getattr(model, "_output_unit", u.Unit("cm-2 s-1 TeV-1")) * u.TeV**2
-    return u.Quantity([median, errn, errp], unit)
-
-
 def spectrum_error_values(model, energy_bounds, sed_type: str = "dnde", energy_power: float = 0,
                           n_points: int = 100, n_samples: int = 3500, random_state: int = 42):
     """(energy centres in TeV, lower, upper) of the 1-sigma band from the model covariance.
 
     Uses the model's error propagation: ``evaluate_error`` (dnde, e2dnde), ``integral_error`` (flux),
-    ``energy_flux_error`` when available (eflux; otherwise the same sampling here).
+    ``energy_flux_error`` (eflux).
     """
     sed_type = _resolve_sed_type(model, sed_type)
     if len(model.parameters) == 0:
@@ -127,10 +108,8 @@ def spectrum_error_values(model, energy_bounds, sed_type: str = "dnde", energy_p
             out = (center * u.TeV) ** 2 * out
     elif sed_type == "flux":
         out = model.integral_error(lo * u.TeV, hi * u.TeV, n_samples=n_samples, random_state=random_state)
-    elif hasattr(model, "energy_flux_error"):
-        out = model.energy_flux_error(lo * u.TeV, hi * u.TeV, n_samples=n_samples, random_state=random_state)
     else:
-        out = _energy_flux_error(model, lo, hi, n_samples, random_state)
+        out = model.energy_flux_error(lo * u.TeV, hi * u.TeV, n_samples=n_samples, random_state=random_state)
     median, errn, errp = out[0], out[1], out[2]
     lower = _scale(median - errn, center, sed_type, energy_power)
     upper = _scale(median + errp, center, sed_type, energy_power)

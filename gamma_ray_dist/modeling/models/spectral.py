@@ -256,6 +256,32 @@ class SpectralModel(ModelBase):
         )
         return u.Quantity(self._errors_from_samples(vals), self._output_unit * u.TeV)
 
+    def energy_flux_error(self, energy_min: u.Quantity, energy_max: u.Quantity, n_samples: int = 3500,
+                          random_state: int = 42) -> u.Quantity:
+        """Energy flux median, errn, errp per bin by sampling the covariance.
+
+        Parameters
+        ----------
+        energy_min, energy_max : `~astropy.units.Quantity`
+            Bin edges.
+        n_samples : int
+            Samples per free parameter.
+        random_state : int
+            Seed of the sampling.
+
+        Returns
+        -------
+        `~astropy.units.Quantity`
+            (median, errn, errp) in ``TeV cm-2 s-1`` (times the model's output unit).
+        """
+        lo = u.Quantity(energy_min).to_value(u.TeV)
+        hi = u.Quantity(energy_max).to_value(u.TeV)
+        vals = self._propagate(
+            lambda kw: integrate_loglog(lambda e: self.evaluate(e[..., np.newaxis], **kw), lo, hi, energy_flux=True),
+            n_samples, random_state,
+        )
+        return u.Quantity(self._errors_from_samples(vals), self._output_unit * u.TeV**2)
+
     def error_band(self, energy: u.Quantity, sed_type: str = "dnde", n_samples: int = 3500,
                    random_state: int = 42) -> dict[str, u.Quantity]:
         """Arrays behind gammapy's ``plot_error``: energy, value (median), errn, errp for ``dnde``/``e2dnde``."""
@@ -267,6 +293,61 @@ class SpectralModel(ModelBase):
             raise ValueError(f"sed_type must be 'dnde' or 'e2dnde', got {sed_type!r}")
         return {"energy": energy, "value": median, "errn": errn, "errp": errp,
                 "lower": median - errn, "upper": median + errp}
+
+    # plotting: the drawing code is in gamma_ray_dist.visualization, imported (with matplotlib) only
+    # when a plot is drawn ---------------------------------------------------------------------
+    def plot(self, energy_bounds: Any, ax: Any = None, sed_type: str = "dnde", energy_power: float = 0,
+             n_points: int = 100, **kwargs: Any) -> Any:
+        """Plot the model between ``energy_bounds``, as gammapy.
+
+        Parameters
+        ----------
+        energy_bounds : `~astropy.units.Quantity` (2,), list of two energies, or `MapAxis`
+            Energy range (or the bin edges of an axis).
+        ax : `~matplotlib.axes.Axes`, optional
+            Axes to draw on (default: the current axes).
+        sed_type : {"dnde", "e2dnde", "flux", "eflux"}
+            Quantity to plot; norm models always plot "norm".
+        energy_power : float
+            Multiply the values by E**energy_power (E in TeV).
+        n_points : int
+            Number of log energy bins.
+        **kwargs
+            Passed to ``ax.plot``.
+
+        Returns
+        -------
+        ax : `~matplotlib.axes.Axes`
+        """
+        from ...visualization.spectral import plot_spectrum
+
+        return plot_spectrum(self, energy_bounds, ax=ax, sed_type=sed_type, energy_power=energy_power,
+                             n_points=n_points, **kwargs)
+
+    def plot_error(self, energy_bounds: Any, ax: Any = None, sed_type: str = "dnde", energy_power: float = 0,
+                   n_points: int = 100, n_samples: int = 3500, random_state: int = 42, **kwargs: Any) -> Any:
+        """Plot the 1-sigma band of the model from its parameter covariance (butterfly).
+
+        Parameters
+        ----------
+        energy_bounds, ax, sed_type, energy_power, n_points
+            As `plot`.
+        n_samples : int
+            Covariance samples per free parameter.
+        random_state : int
+            Seed of the sampling.
+        **kwargs
+            Passed to ``ax.fill_between`` (defaults ``facecolor="black"``, ``alpha=0.2``,
+            ``linewidth=0``).
+
+        Returns
+        -------
+        ax : `~matplotlib.axes.Axes`
+        """
+        from ...visualization.spectral import plot_spectrum_error
+
+        return plot_spectrum_error(self, energy_bounds, ax=ax, sed_type=sed_type, energy_power=energy_power,
+                                   n_points=n_points, n_samples=n_samples, random_state=random_state, **kwargs)
 
 
 @register_model("spectral")
@@ -365,8 +446,3 @@ class ExpCutoffPowerLawSpectralModel(SpectralModel):
             e_peak = np.power((2 - v["index"]) / v["alpha"], 1 / v["alpha"]) / v["lambda_"]
         return (e_peak if np.isfinite(e_peak) and e_peak > 0 else np.nan) * u.TeV
 
-
-# Plot methods (matplotlib is imported only when a plot is drawn).
-from ...visualization import install_plot_methods  # noqa: E402
-
-install_plot_methods("modeling")

@@ -1,6 +1,9 @@
-"""Dataset base class and the `Datasets` list that `Fit` works on.
+"""Dataset base class and the `Datasets` list that `Fit` works on: the interface between the fit and
+the data.
 
-A dataset only has to provide ``stat_sum()`` (a float, -2 log L up to a constant) for the current values
+They live in the modeling layer, below the concrete datasets (`gamma_ray_dist.datasets.MapDataset`
+subclasses `Dataset`; ``gamma_ray_dist.datasets`` exports both names, as gammapy), so that `Fit` can use
+them without importing the datasets package. A dataset only has to provide ``stat_sum()`` (a float, -2 log L up to a constant) for the current values
 of the parameters of its ``models``; `Fit` never looks inside, except through the optional hooks
 ``fit_precheck()`` and ``model_coverage()`` (checks before MIGRAD; the base implementations check nothing). Concrete datasets (MapDataset, test
 datasets) subclass `Dataset`.
@@ -14,8 +17,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..modeling.models.collection import Models
-from ..modeling.parameter import Parameters
+from .models.collection import Models
+from .parameter import Parameters
 
 __all__ = ["Dataset", "Datasets"]
 
