@@ -334,6 +334,7 @@ def run_distributed(
     root_checkpoint_every: int | None = None,
     max_open_chunks: int | None = None,
     reducer_pool: "ReducerPool | None | Literal[False]" = None,
+    config_hash: str | None = None,
 ) -> RunResult:
     """Reduce observations on Ray into one accumulator state, bit-identical to `run_serial`.
 
@@ -392,6 +393,10 @@ def run_distributed(
         Where the reducer actors come from: default `REDUCER_POOL`, the warm actors this process
         keeps across runs (the ones this run needs are started at its beginning, in parallel with
         the first tasks); ``False``: a new named actor per reducer, killed at its end.
+    config_hash : str, optional
+        Content hash of the run configuration written into the checkpoints; a checkpoint written
+        for another one is refused (`actors.checkpoints`). Default `checkpoint_hash.run_config_hash`
+        of ``task_fn``, ``shared``, ``make_accumulator`` and ``fan_in``.
 
     Returns
     -------
@@ -435,6 +440,10 @@ def run_distributed(
         ckpt_root = Path(tempfile.mkdtemp(prefix=f"{run_id}-ckpt-"))
     else:
         ckpt_root = None
+    if ckpt_root is not None and not config_hash:
+        from .checkpoint_hash import run_config_hash
+
+        config_hash = run_config_hash(task_fn, shared, make_accumulator, fan_in)
 
     pool = REDUCER_POOL if reducer_pool is None else (reducer_pool or None)
     aliases: set[str] = set()
@@ -443,7 +452,8 @@ def run_distributed(
         is_root = tag == "root"
         checkpoints = ckpt_root is not None and (is_root or checkpoint_dir is not None)
         return ({"checkpoint_path": ckpt_root / f"{tag}.pkl" if checkpoints else None,
-                 "checkpoint_every": root_every if is_root else checkpoint_every})
+                 "checkpoint_every": root_every if is_root else checkpoint_every,
+                 "config_hash": config_hash if checkpoints else None})
 
     def spawn(tag: str, generation: int, keys: tuple, mode: str):
         if pool is not None:
