@@ -17,21 +17,20 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any, Hashable, Literal, Mapping, NamedTuple, Sequence
 
 import ray
 
+from .checkpoints import FORMAT_VERSION, CheckpointRefused, read_checkpoint, write_checkpoint
 from .protocols import Accumulator, AccumulatorFactory
 
-__all__ = ["Reply", "OrderedReducer", "ReductionActor", "CHECKPOINT_VERSION"]
+__all__ = ["Reply", "OrderedReducer", "ReductionActor", "CHECKPOINT_VERSION", "CheckpointRefused"]
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = FORMAT_VERSION  # see actors.checkpoints
 
 
 class Reply(NamedTuple):
@@ -59,6 +58,17 @@ class OrderedReducer:
         ``checkpoint_every`` acknowledgements, and restored from there on construction.
     checkpoint_every : int
         Acknowledgements between checkpoints.
+    config_hash : str, optional
+        Content hash of the run configuration (``gamma_ray_dist.checkpoint_hash``); required with
+        ``checkpoint_path``. Written into every checkpoint; a checkpoint written for another hash is
+        refused, as is one that another user owns or could have written (`actors.checkpoints`).
+
+    Raises
+    ------
+    CheckpointRefused
+        The checkpoint at ``checkpoint_path`` is not trusted or not for ``config_hash``. Inside a Ray
+        actor the constructor does not raise (an actor whose constructor fails is dead, and would be
+        restarted or replaced into the same refusal): every later call raises the refusal instead.
     """
 
     def __init__(
@@ -69,10 +79,18 @@ class OrderedReducer:
         mode: Literal["add", "merge"] = "add",
         checkpoint_path: str | os.PathLike | None = None,
         checkpoint_every: int = 8,
+        config_hash: str | None = None,
     ) -> None:
-        self._configure(keys, make_accumulator, mode, checkpoint_path, checkpoint_every)
+        try:
+            self._configure(keys, make_accumulator, mode, checkpoint_path, checkpoint_every, config_hash)
+        except CheckpointRefused:
+            if not _in_actor():
+                raise
+            # kept in self._refused: every call raises it
 
-    def _configure(self, keys, make_accumulator, mode, checkpoint_path, checkpoint_every) -> None:
+    def _configure(self, keys, make_accumulator, mode, checkpoint_path, checkpoint_every,
+                   config_hash=None) -> None:
+        self._refused: CheckpointRefused | None = None
         if mode not in ("add", "merge"):
             raise ValueError(f"mode must be 'add' or 'merge', got {mode!r}")
         self._keys = tuple(sorted(keys))
@@ -82,6 +100,9 @@ class OrderedReducer:
         self._make = make_accumulator
         self._mode = mode
         self._path = None if checkpoint_path is None else Path(checkpoint_path)
+        if self._path is not None and not config_hash:
+            raise ValueError("checkpoint_path needs the run's config_hash (gamma_ray_dist.checkpoint_hash)")
+        self._config_hash = config_hash
         self._every = max(1, int(checkpoint_every))
         # No factory: a blank reducer (an idle pooled actor) that holds nothing until `reset`.
         self._acc: Accumulator | None = None if make_accumulator is None else make_accumulator()
@@ -92,8 +113,13 @@ class OrderedReducer:
         self._n_durable = 0
         self._since_checkpoint = 0
         self._incarnation = uuid.uuid4().hex
-        if self._path is not None and self._path.exists():
-            self._restore()
+        if self._path is not None and os.path.lexists(self._path):
+            try:
+                self._restore()
+            except CheckpointRefused as err:
+                self._configure((), None, "add", None, 1)  # hold nothing from this run
+                self._refused = err
+                raise
 
     def reset(
         self,
@@ -103,16 +129,18 @@ class OrderedReducer:
         mode: Literal["add", "merge"] = "add",
         checkpoint_path: str | os.PathLike | None = None,
         checkpoint_every: int = 8,
+        config_hash: str | None = None,
     ) -> Reply:
         """Start over for new keys, as if freshly constructed (a new incarnation).
 
         Lets a warm actor process serve run after run: process start and imports (1-10 s on a
         loaded machine) are paid once, not per reducer per run. Restores from ``checkpoint_path``
-        when it exists, as the constructor does.
+        when it exists, as the constructor does; a refused checkpoint raises `CheckpointRefused` here
+        and from every later call until the next `reset` or `clear`.
         """
         if make_accumulator is None:
             raise ValueError("reset needs an accumulator factory")
-        self._configure(keys, make_accumulator, mode, checkpoint_path, checkpoint_every)
+        self._configure(keys, make_accumulator, mode, checkpoint_path, checkpoint_every, config_hash)
         return self._reply()
 
     def clear(self) -> bool:
@@ -140,10 +168,12 @@ class OrderedReducer:
 
     def acknowledged_keys(self) -> tuple:
         """The acknowledged keys, in order."""
+        self._usable()
         return self._keys[: self._next]
 
     def progress(self) -> dict[str, int]:
         """Counts: total, acknowledged, added, skipped, buffered."""
+        self._usable()
         return {
             "total": len(self._keys),
             "acknowledged": self._next,
@@ -154,6 +184,7 @@ class OrderedReducer:
 
     def skipped(self) -> dict[Hashable, str]:
         """Skipped keys and their reasons."""
+        self._usable()
         return dict(self._skipped)
 
     def finalize(self) -> tuple[Reply, dict[str, Any] | None]:
@@ -168,10 +199,16 @@ class OrderedReducer:
         return self._reply()
 
     # -- internals ---------------------------------------------------------------------------
+    def _usable(self) -> None:
+        if self._refused is not None:
+            raise self._refused
+
     def _reply(self) -> Reply:
+        self._usable()
         return Reply(self._incarnation, self._next, self._n_durable)
 
     def _offer(self, key: Hashable, kind: str, payload: Any) -> None:
+        self._usable()
         try:
             pos = self._pos[key]
         except KeyError:
@@ -207,39 +244,22 @@ class OrderedReducer:
 
     def _write_checkpoint(self) -> None:
         payload = {
-            "version": CHECKPOINT_VERSION,
             "mode": self._mode,
             "keys": self._keys,
             "n_acknowledged": self._next,
             "skipped": self._skipped,
             "state": self._acc.state(),
         }
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        # Write beside the target then rename: a crash leaves either the old or the new file.
-        fd, tmp = tempfile.mkstemp(prefix=self._path.name + ".", suffix=".tmp", dir=self._path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self._path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        write_checkpoint(self._path, self._config_hash, payload, header={"mode": self._mode})
         self._n_durable = self._next
         self._since_checkpoint = 0
 
     def _restore(self) -> None:
-        # Checkpoints are our own pickles written by this run (trusted, local).
-        with open(self._path, "rb") as f:
-            payload = pickle.load(f)
-        if (
-            payload.get("version") != CHECKPOINT_VERSION
-            or payload.get("mode") != self._mode
-            or tuple(payload.get("keys", ())) != self._keys
-        ):
-            log.warning("ignoring checkpoint %s: written for other keys or version", self._path)
+        # Refused (CheckpointRefused, nothing unpickled) unless the file is ours, not writable by
+        # others, and written for this configuration: see actors.checkpoints.
+        _, payload = read_checkpoint(self._path, self._config_hash)
+        if payload.get("mode") != self._mode or tuple(payload.get("keys", ())) != self._keys:
+            log.warning("ignoring checkpoint %s: written for other keys or mode", self._path)
             return
         self._acc = type(self._acc).from_state(payload["state"])
         self._next = int(payload["n_acknowledged"])
@@ -247,6 +267,14 @@ class OrderedReducer:
         self._n_added = self._next - len(self._skipped)
         self._n_durable = self._next
         log.info("restored %s: %d/%d keys acknowledged", self._path, self._next, len(self._keys))
+
+
+def _in_actor() -> bool:
+    """Whether this code runs inside a Ray actor process (the `ReductionActor`)."""
+    try:
+        return ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None
+    except Exception:  # noqa: BLE001 - no runtime context: not an actor
+        return False
 
 
 #: The Ray actor around `OrderedReducer`. It needs no CPU of its own (folding is cheap next to

@@ -15,6 +15,7 @@ from gamma_ray_dist.distributed.progress import Progress
 from .test_driver_fakes import FakeAccumulator, make_accumulator, make_partial, serial_sum
 
 IDS = [23523, 23526, 23559, 23592, 47802, 47803, 47804, 47827]
+HASH = "c0ffee" * 10 + "abcd"  # a run configuration hash (64 hex digits)
 
 
 def _fold(order, keys=IDS, **kw):
@@ -95,7 +96,8 @@ def test_merge_mode_folds_states_in_chunk_order():
 
 def test_checkpoint_is_atomic_and_restores_on_a_new_incarnation(tmp_path):
     path = tmp_path / "ckpt" / "chunk00000.pkl"
-    red = OrderedReducer(IDS, make_accumulator, checkpoint_path=path, checkpoint_every=2)
+    red = OrderedReducer(IDS, make_accumulator, checkpoint_path=path, checkpoint_every=2,
+                         config_hash=HASH)
     for o in IDS[:3]:
         reply = red.add(o, make_partial(o))
     red.skip(IDS[3], "bad")
@@ -103,7 +105,8 @@ def test_checkpoint_is_atomic_and_restores_on_a_new_incarnation(tmp_path):
     assert red.acknowledged().n_durable == 4
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file left behind
 
-    again = OrderedReducer(IDS, make_accumulator, checkpoint_path=path, checkpoint_every=2)
+    again = OrderedReducer(IDS, make_accumulator, checkpoint_path=path, checkpoint_every=2,
+                           config_hash=HASH)
     reply = again.acknowledged()
     assert reply.incarnation != red.acknowledged().incarnation
     assert reply.n_acknowledged == reply.n_durable == 4
@@ -117,8 +120,8 @@ def test_checkpoint_is_atomic_and_restores_on_a_new_incarnation(tmp_path):
 
 def test_checkpoint_for_other_keys_is_ignored(tmp_path):
     path = tmp_path / "c.pkl"
-    _fold(IDS[:2], keys=IDS[:2], checkpoint_path=path, checkpoint_every=1)
-    fresh = OrderedReducer(IDS, make_accumulator, checkpoint_path=path)
+    _fold(IDS[:2], keys=IDS[:2], checkpoint_path=path, checkpoint_every=1, config_hash=HASH)
+    fresh = OrderedReducer(IDS, make_accumulator, checkpoint_path=path, config_hash=HASH)
     assert fresh.acknowledged().n_acknowledged == 0
 
 
@@ -163,12 +166,12 @@ def test_merge_mode_restores_its_checkpoint_without_the_durable_states(tmp_path)
     states = [_fold(c, keys=c).finalize()[1] for c in chunks]
     path = tmp_path / "root.pkl"
     root = OrderedReducer(range(len(chunks)), make_accumulator, mode="merge", checkpoint_path=path,
-                          checkpoint_every=2)
+                          checkpoint_every=2, config_hash=HASH)
     for i in [1, 0, 2]:
         reply = root.add(i, states[i])
     assert (reply.n_acknowledged, reply.n_durable) == (3, 2)
     again = OrderedReducer(range(len(chunks)), make_accumulator, mode="merge", checkpoint_path=path,
-                           checkpoint_every=2)
+                           checkpoint_every=2, config_hash=HASH)
     reply = again.acknowledged()
     assert reply.n_acknowledged == reply.n_durable == 2
     for i in range(reply.n_durable, len(chunks)):

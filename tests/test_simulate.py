@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import gzip
 import json
-import time
+import re
 
 import numpy as np
 import pytest
@@ -213,9 +213,14 @@ def test_plan_observations():
         plan_observations(2, 0, 0, obs_ids=[1, 1])
 
 
-def test_write_timing(tmp_path, capsys):
-    t0 = time.perf_counter()
-    simulate_datastore(tmp_path / "t100", n_obs=100, seed=0)
-    dt = time.perf_counter() - t0
-    with capsys.disabled():
-        print(f"\n[simulate] 100 observations written in {dt:.2f} s ({1e3 * dt / 100:.1f} ms/obs)")
+def test_bench_simulate_prints_ms_per_observation(capsys):
+    # The write timing lives in benchmarks/bench_simulate.py (a test asserts, a benchmark measures);
+    # this only keeps the script working.
+    import runpy
+
+    from .test_cli import ROOT
+
+    bench = runpy.run_path(str(ROOT / "benchmarks" / "bench_simulate.py"))
+    bench["main"](["--n-obs", "2", "--repeat", "1"])
+    out = capsys.readouterr().out
+    assert re.match(r"\[simulate\] 2 observations written: best \d+\.\d+ s \(\d+\.\d ms/obs\)", out), out

@@ -217,13 +217,13 @@ class RayBackend(_BackendBase):
         """The reduction on Ray (`driver.RayReduction`); same result as `SerialBackend.reduce`.
 
         ``overrides`` change settings for this call (e.g. ``block_size``, ``strict``, ``run_id``);
-        ``root_checkpoint_every`` and ``checkpoint_every`` tune the reducers' checkpoints.
+        ``root_checkpoint_every``, ``checkpoint_every`` and ``config_hash`` tune the reducers' checkpoints.
         """
         from .driver import DEFAULT_ROOT_CHECKPOINT_EVERY, RayReduction
 
         cpus = self.cpus
-        tuning = {k: overrides.pop(k) for k in ("root_checkpoint_every", "checkpoint_every", "wait_timeout")
-                  if k in overrides}
+        tuning = {k: overrides.pop(k) for k in ("root_checkpoint_every", "checkpoint_every", "wait_timeout",
+                                                "config_hash") if k in overrides}
         s = self._run_settings(overrides)
         run = RayReduction(obs_ids, task_fn, shared, make_accumulator, block_size=s.block_size,
                            merge_fan_in=s.merge_fan_in, max_in_flight=s.max_in_flight_for(cpus),

@@ -86,6 +86,10 @@ class RayReduction:
         ``{run_id}.group00000``), restarted by Ray, killed at the end.
     strict, max_retries, checkpoint_dir, checkpoint_every, root_checkpoint_every, run_id, progress
         See `ExecutionSettings`; ``checkpoint_every``: merges between checkpoints of middle reducers.
+    config_hash : str, optional
+        Content hash of the run configuration written into the checkpoints; a checkpoint written for
+        another one is refused (`actors.checkpoints`). Default: `config_hash.run_config_hash` of the
+        task function, ``shared``, the factory and the plan settings.
     """
 
     def __init__(self, obs_ids: Iterable[int], task_fn: TaskFn, shared: Any, make_accumulator: AccumulatorFactory,
@@ -93,7 +97,7 @@ class RayReduction:
                  strict: bool = False, max_retries: int = 2, checkpoint_dir: str | Path | None = None,
                  checkpoint_every: int = 8, root_checkpoint_every: int = DEFAULT_ROOT_CHECKPOINT_EVERY,
                  run_id: str | None = None, progress: Any = True, actor_max_restarts: int = 3,
-                 wait_timeout: float = 1.0) -> None:
+                 wait_timeout: float = 1.0, config_hash: str | None = None) -> None:
         self.t_start, self.wall_start = time.perf_counter(), time.time()
         ids, dups = sorted_unique(obs_ids)
         self.ids = ids
@@ -126,6 +130,11 @@ class RayReduction:
         else:
             self.ckpt_root = None
         self.checkpoint_all = checkpoint_dir is not None
+        if self.ckpt_root is not None and not config_hash:
+            from .config_hash import run_config_hash
+
+            config_hash = run_config_hash(task_fn, shared, make_accumulator, block_size, merge_fan_in)
+        self.config_hash = config_hash
         self.tasks: dict[ray.ObjectRef, tuple[int, ray.ObjectRef]] = {}  # status ref -> (block, state ref)
         self.finished = [False] * len(self.plan.blocks)
         self.lowest = 0  # oldest unfinished block
@@ -144,7 +153,8 @@ class RayReduction:
         path = None
         if self.ckpt_root is not None and (is_root or self.checkpoint_all):
             path = self.ckpt_root / f"{tag}.pkl"
-        return {"checkpoint_path": path, "checkpoint_every": self.root_every if is_root else self.checkpoint_every}
+        return {"checkpoint_path": path, "checkpoint_every": self.root_every if is_root else self.checkpoint_every,
+                "config_hash": self.config_hash if path is not None else None}
 
     def _spawn(self, tag: str, generation: int, keys: tuple) -> Any:
         if self.pool is not None:
