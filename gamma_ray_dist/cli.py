@@ -53,8 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_ray_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", choices=("serial", "ray"),
-                   help="where to run: serial (this process, no Ray) or ray (default: ray)")
+    p.add_argument("--backend", choices=("auto", "serial", "ray"),
+                   help="where to run: serial (this process, no Ray), ray (a local Ray, or --address), or auto "
+                        "(default: Ray for a cluster address, else serial or a local Ray by the size of the work; "
+                        "the run prints which and why)")
     p.add_argument("--address", help="Ray cluster address (precedence: this flag > $RAY_ADDRESS > ray.address "
                                      "in the config; none of them: a new local Ray on this machine)")
     p.add_argument("--num-cpus", type=int, help="CPUs of a local Ray (default: ray.num_cpus, else all)")
@@ -135,6 +137,8 @@ def _print_summary(result, truth: dict | None = None) -> None:
           + (f" ({red['n_failed']} failed, see reduction.json)" if red["n_failed"] else "")
           + f"; stacked counts {int(result.dataset.counts.data.sum())}")
     fit = result.fit
+    if red.get("backend_choice"):
+        print(f"backend: {red['backend_choice']}")
     print(f"fit: success={fit['success']} total_stat={fit['total_stat']:.2f} nfev={fit['nfev']}")
     header = f"  {'model':<14} {'parameter':<10} {'value':>13} {'error':>11}  unit"
     if truth is not None:

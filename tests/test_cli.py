@@ -165,7 +165,7 @@ def test_corrupt_observation_is_reported_and_the_rest_reduced(tmp_path, hess_dr1
     cfg.write_text(CONFIG.read_text().replace("$GAMMAPY_DATA/hess-dl3-dr1", str(tmp_path / "store")))
     out = tmp_path / "out"
     args = ["run", str(cfg), "--models", str(MODELS), "--no-progress", "--no-report", "--out", str(out)]
-    assert main(args + (["--serial"] if serial else [])) == 0
+    assert main(args + (["--serial"] if serial else ["--backend", "ray"])) == 0
     report = json.loads((out / "reduction.json").read_text())
     status = {o["obs_id"]: o for o in report["observations"]}
     assert report["n_ok"] == 3 and report["n_failed"] == 1

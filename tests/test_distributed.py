@@ -257,3 +257,35 @@ def test_settings_precedence_is_flag_then_environment_then_config_then_default()
 def test_invalid_settings_name_the_key(change, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         ExecutionSettings(**change)
+
+
+# ---------------------------------------------------------------------------------------------
+# backend="auto"
+# ---------------------------------------------------------------------------------------------
+def test_auto_choice_follows_the_size_of_the_work_and_a_named_cluster():
+    from gamma_ray_dist.distributed import choose_backend
+    from gamma_ray_dist.distributed.backend import EXPECTED_RAY_STARTUP_S
+
+    local = ExecutionSettings(progress=False)
+    assert choose_backend(local, 20, 0.5, 0.025, local_cpus=2)[0] == "serial"  # ~1 s of work
+    name, reason = choose_backend(local, 1000, 0.5, 0.025, local_cpus=2)  # ~25 s: Ray saves ~12 s
+    assert name == "ray" and "1000 observations" in reason and "25 ms each" in reason
+    # the break-even: serial time x (1 - 1/cpus) = start-up
+    n_even = int(2 * EXPECTED_RAY_STARTUP_S / 0.025)
+    assert choose_backend(local, n_even - 20, 0.025, 0.025, local_cpus=2)[0] == "serial"
+    assert choose_backend(local, n_even + 20, 0.025, 0.025, local_cpus=2)[0] == "ray"
+    assert choose_backend(local, 10**6, 0.5, 0.025, local_cpus=1)[0] == "serial"
+    assert choose_backend(local.replace(address="head:6379"), 4, 0.5, 0.025)[0] == "ray"
+    assert choose_backend(local, 100, None, None, local_cpus=2)[0] == "ray"  # no estimate
+
+
+def test_auto_backend_reduces_small_work_serially_and_says_why(serial, serial_state):
+    from gamma_ray_dist.distributed import AutoBackend
+
+    stream = io.StringIO()
+    with AutoBackend(block_size=BLOCK, progress=stream) as backend:
+        result = backend.reduce(IDS, fake_task, None, make_accumulator)
+        assert backend.choice[0] == "serial" and isinstance(backend.chosen, SerialBackend)
+        assert backend.map(_job, [1, 2], shared={"scale": 2})[0][0] == 2
+    _assert_same(result.state, serial_state)
+    assert stream.getvalue().startswith("backend: serial (estimated serial reduction")

@@ -2,15 +2,31 @@
 
 `Dataset` and `Datasets`, the interface `Fit` works on, are defined in the modeling layer
 (`gamma_ray_dist.modeling.dataset`) and exported here, as gammapy exports them from its datasets.
-"""
-from ..modeling.dataset import Dataset, Datasets
-from .accumulator import StackAccumulator
-from .irf_maps import EDispKernel, EDispKernelMap, PSFKernel, PSFMap
-from .map import RAD_AXIS_DEFAULT, MapDataset, create_map_dataset_geoms
-from .partial import PartialDataset, StackGeometry
 
-__all__ = [
-    "Dataset", "Datasets", "MapDataset", "create_map_dataset_geoms", "RAD_AXIS_DEFAULT",
-    "PSFMap", "EDispKernelMap", "PSFKernel", "EDispKernel", "PartialDataset", "StackGeometry",
-    "StackAccumulator",
-]
+The names are resolved on first use: a Ray worker that reduces observations imports
+`datasets.partial` and `datasets.accumulator` (plain arrays) and must not pay for the modeling
+layer (models, scipy.integrate, iminuit: about a second of start-up per worker process).
+"""
+from importlib import import_module
+
+_EXPORTS = {
+    "Dataset": "..modeling.dataset", "Datasets": "..modeling.dataset",
+    "StackAccumulator": ".accumulator",
+    "EDispKernel": ".irf_maps", "EDispKernelMap": ".irf_maps", "PSFKernel": ".irf_maps", "PSFMap": ".irf_maps",
+    "RAD_AXIS_DEFAULT": ".map", "MapDataset": ".map", "create_map_dataset_geoms": ".map",
+    "PartialDataset": ".partial", "StackGeometry": ".partial",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

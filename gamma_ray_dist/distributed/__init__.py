@@ -14,10 +14,10 @@ reduction on Ray), `links` (driver-side reducer handles and the warm reducer poo
 (independent jobs on Ray), `report`, `progress`. Ray itself is imported only when a Ray backend
 starts, so serial runs never pay for it.
 """
-from .backend import Backend, RayBackend, SerialBackend, make_backend
+from .backend import AutoBackend, Backend, RayBackend, SerialBackend, choose_backend, make_backend
 from .blocks import ReductionPlan
 from .report import ObsStatus, RunReport, RunResult
 from .settings import BACKENDS, ExecutionSettings
 
-__all__ = ["Backend", "SerialBackend", "RayBackend", "make_backend", "ExecutionSettings", "BACKENDS",
+__all__ = ["Backend", "SerialBackend", "RayBackend", "AutoBackend", "make_backend", "choose_backend", "ExecutionSettings", "BACKENDS",
            "ReductionPlan", "ObsStatus", "RunReport", "RunResult"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from typing import Any, Callable, Iterable, Protocol, Sequence, TypeVar, runtime_checkable
 
@@ -25,7 +26,12 @@ from .progress import Progress
 from .report import RunReport, RunResult
 from .settings import ExecutionSettings
 
-__all__ = ["Backend", "SerialBackend", "RayBackend", "make_backend"]
+__all__ = ["Backend", "SerialBackend", "RayBackend", "AutoBackend", "make_backend", "choose_backend",
+           "EXPECTED_RAY_STARTUP_S"]
+
+#: Seconds a fresh local Ray costs before its workers reduce at full speed (start-up, worker and reducer
+#: processes importing the package), measured on a 2-core machine: 3-4 s; `choose_backend` uses it.
+EXPECTED_RAY_STARTUP_S = 4.0
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +77,11 @@ class _BackendBase:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+    @property
+    def choice(self) -> tuple[str, str]:
+        """``(backend name, reason)``: what runs, and why."""
+        return self.name, "asked for"
 
     def _run_settings(self, overrides: dict[str, Any]) -> ExecutionSettings:
         return self.settings.replace(**overrides) if overrides else self.settings
@@ -182,6 +193,10 @@ class RayBackend(_BackendBase):
                 # Our own local Ray: workers at normal priority (Ray's default niceness 15 starves
                 # them on a machine shared with other work); an explicit $RAY_worker_niceness wins.
                 os.environ.setdefault("RAY_worker_niceness", "0")
+                # Token authentication stays on (Ray's default for a new local cluster); saying so
+                # explicitly, with Ray's documented setting, is what keeps Ray from warning about it
+                # on every run. A value the user set is left alone.
+                os.environ.setdefault("RAY_AUTH_MODE", "token")
                 ray.init(address="local", num_cpus=s.num_cpus, include_dashboard=s.include_dashboard,
                          log_to_driver=False)
             self._owns_ray = True
@@ -244,10 +259,89 @@ class RayBackend(_BackendBase):
         return map_tasks(fn, list(jobs), shared, max_in_flight=2 * self.cpus)
 
 
-def make_backend(settings: ExecutionSettings) -> SerialBackend | RayBackend:
+def choose_backend(settings: ExecutionSettings, n_obs: int, first_seconds: float | None,
+                   steady_seconds: float | None, local_cpus: int | None = None) -> tuple[str, str]:
+    """``(backend name, reason)`` for ``backend="auto"``.
+
+    Ray when an address names a cluster (flag, ``$RAY_ADDRESS`` or config); else Ray when the
+    estimated serial reduction, shared over the local CPUs, saves more than a local Ray costs to
+    start (`EXPECTED_RAY_STARTUP_S`): ``serial * (1 - 1/cpus) > startup``. The serial estimate is
+    ``first + (n_obs - 1) * steady`` from observations reduced as a probe in this process.
+    """
+    if settings.address:
+        return "ray", f"a Ray cluster is named ({settings.address})"
+    cpus = int(local_cpus or settings.num_cpus or os.cpu_count() or 1)
+    if cpus < 2:
+        return "serial", "one CPU: Ray cannot run anything in parallel"
+    if first_seconds is None:
+        return "ray", "the reduction time could not be estimated (the probe observation failed)"
+    steady = first_seconds if steady_seconds is None else steady_seconds
+    serial = first_seconds + max(0, n_obs - 1) * steady
+    saving = serial * (1.0 - 1.0 / cpus)
+    detail = (f"estimated serial reduction {serial:.1f} s for {n_obs} observations "
+              f"({1e3 * steady:.0f} ms each); {cpus} CPUs would save {saving:.1f} s, a local Ray costs "
+              f"~{EXPECTED_RAY_STARTUP_S:.0f} s to start")
+    return ("ray", detail) if saving > EXPECTED_RAY_STARTUP_S else ("serial", detail)
+
+
+class AutoBackend(_BackendBase):
+    """Serial or Ray, decided at the first reduction from its size and a timed probe (see `choose_backend`).
+
+    The probe reduces the first two observations in this process (they are reduced again by the
+    chosen backend, so the result is exactly that backend's); later calls go to the chosen backend.
+    ``choice`` is ``(name, reason)`` once decided.
+    """
+
+    name = "auto"
+
+    def __init__(self, settings: ExecutionSettings | None = None, **changes: Any) -> None:
+        super().__init__(settings, **changes)
+        self.chosen: SerialBackend | RayBackend | None = None
+        self._choice: tuple[str, str] | None = None
+
+    @property
+    def choice(self) -> tuple[str, str]:
+        return self._choice or ("auto", "not decided yet: nothing was reduced")
+
+    @property
+    def cpus(self) -> int:
+        return self.chosen.cpus if self.chosen is not None else 1
+
+    def _decide(self, obs_ids: list[int], task_fn: TaskFn, shared: Any) -> None:
+        times: list[float] = []
+        if not self.settings.address:
+            for obs_id in sorted(set(int(o) for o in obs_ids))[:2]:
+                t0 = time.perf_counter()
+                try:
+                    task_fn(shared, obs_id)
+                except Exception:  # noqa: BLE001 - the chosen backend reports it properly
+                    break
+                times.append(time.perf_counter() - t0)
+        name, reason = choose_backend(self.settings, len(set(obs_ids)), times[0] if times else None,
+                                      times[1] if len(times) > 1 else None)
+        self._choice = (name, reason)
+        self.chosen = (RayBackend if name == "ray" else SerialBackend)(self.settings).start()
+        if self.settings.progress is not False:
+            stream = None if self.settings.progress is True else self.settings.progress
+            print(f"backend: {name} ({reason})", file=stream or sys.stderr, flush=True)
+
+    def reduce(self, obs_ids: Iterable[int], task_fn: TaskFn, shared: Any,
+               make_accumulator: AccumulatorFactory, **overrides: Any) -> RunResult:
+        obs_ids = list(obs_ids)
+        if self.chosen is None:
+            self._decide(obs_ids, task_fn, shared)
+        return self.chosen.reduce(obs_ids, task_fn, shared, make_accumulator, **overrides)
+
+    def map(self, fn: Callable[[S, J], R], jobs: Sequence[J], shared: S = None) -> list[R]:
+        if self.chosen is None:  # nothing was reduced: small work, stay in this process
+            return [fn(shared, job) for job in jobs]
+        return self.chosen.map(fn, jobs, shared)
+
+    def close(self) -> None:
+        if self.chosen is not None:
+            self.chosen.close()
+
+
+def make_backend(settings: ExecutionSettings) -> SerialBackend | RayBackend | AutoBackend:
     """The backend ``settings.backend`` names (not started: use it as a context manager)."""
-    if settings.backend == "serial":
-        return SerialBackend(settings)
-    if settings.backend == "ray":
-        return RayBackend(settings)
-    raise ValueError(f"backend {settings.backend!r} must be resolved before make_backend (see choose_backend)")
+    return {"serial": SerialBackend, "ray": RayBackend, "auto": AutoBackend}[settings.backend](settings)

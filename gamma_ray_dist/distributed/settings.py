@@ -37,7 +37,8 @@ class ExecutionSettings:
     ----------
     backend : {"auto", "serial", "ray"}
         ``"serial"``: everything in this process; ``"ray"``: a local Ray (or ``address``);
-        ``"auto"``: see `gamma_ray_dist.distributed.choose_backend`.
+        ``"auto"`` (default): Ray for a cluster address, else serial or a local Ray by the size of
+        the work (see `gamma_ray_dist.distributed.choose_backend`).
     address : str or None
         Ray cluster address; None = a new private local Ray.
     num_cpus : int or None
@@ -63,7 +64,7 @@ class ExecutionSettings:
         Progress on stderr (True), nowhere (False), or on the given stream.
     """
 
-    backend: Literal["auto", "serial", "ray"] = "ray"
+    backend: Literal["auto", "serial", "ray"] = "auto"
     address: str | None = None
     num_cpus: int | None = None
     max_in_flight: int | None = None

@@ -197,6 +197,8 @@ def _run(config: AnalysisConfig, options: PipelineOptions, backend) -> PipelineR
         state, report = reduce_stacked(config, obs_ids, backend, spec)
     result.state = state
     result.reduction = reduction_report(obs_ids, state, report, timings)
+    name, reason = backend.choice
+    result.reduction["backend_choice"] = f"{name} ({reason})"
     if report.n_ok == 0:
         outputs.write_json(out_dir / "reduction.json", result.reduction)
         raise NothingReduced(f"none of the {len(obs_ids)} selected observations could be reduced "
