@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Mapping, Optional
 import numpy as np
 
 from .partial import PartialDataset, StackGeometry, time_from_tuple
-from .stacking import exposure_weighted_mean
+from .stacking import exposure_weighted_mean, window_slices
 
 __all__ = ["StackAccumulator"]
 
@@ -23,11 +23,6 @@ STATE_VERSION = 1
 
 _FLOAT_BUFFERS = ("background", "exposure", "psf_weighted", "psf_exposure",
                   "edisp_weighted", "edisp_exposure")
-
-
-def _window(bounds):
-    (y0, y1), (x0, x1) = bounds
-    return Ellipsis, slice(y0, y1), slice(x0, x1)
 
 
 class StackAccumulator:
@@ -121,7 +116,7 @@ class StackAccumulator:
         if partial.obs_id in self.obs_ids:
             return False
         b = self.buffers
-        fine = _window(partial.fine_bounds)
+        fine = window_slices(partial.fine_bounds)
         b["counts"][fine] += partial.counts
         if partial.background is not None:
             b["background"][fine] += partial.background
@@ -133,7 +128,7 @@ class StackAccumulator:
         if partial.exposure is not None and b["exposure"] is not None:
             b["exposure"][fine] += partial.exposure
         if partial.coarse_bounds is not None:
-            coarse = _window(partial.coarse_bounds)
+            coarse = window_slices(partial.coarse_bounds)
             for key in ("psf_weighted", "psf_exposure", "edisp_weighted", "edisp_exposure"):
                 value = getattr(partial, key)
                 if value is not None and b[key] is not None:
