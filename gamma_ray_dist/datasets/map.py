@@ -18,6 +18,7 @@ from astropy.time import Time
 
 from .. import modeling as _modeling  # noqa: F401  (import order: modeling imports datasets.core)
 from ..maps import Map, MapAxis
+from ..maps.ndmap import as_unit
 from .core import Dataset
 from .io import (
     creation_header,
@@ -345,7 +346,7 @@ class MapDataset(MapDatasetEvaluation, Dataset):
         fine = window_slices(p.fine_bounds)
         self.counts.data[fine] += p.counts.astype(self.counts.data.dtype)
         if self.exposure is not None and p.exposure is not None:
-            factor = u.Unit("m2 s").to(self.exposure.unit)
+            factor = as_unit("m2 s").to(self.exposure.unit)
             self.exposure.data[fine] += (p.exposure * factor).astype(self.exposure.data.dtype)
             if not np.isnan(p.livetime):
                 lt = self.exposure.meta.get("livetime")
@@ -362,8 +363,8 @@ class MapDataset(MapDatasetEvaluation, Dataset):
             coarse = window_slices(p.coarse_bounds)
             dtype = irf._irf_map.data.dtype
             # partial arrays are in canonical units; convert to this dataset's map units
-            f_exp = u.Unit("m2 s").to(irf.exposure_map.unit)
-            f_num = u.Unit(unit).to(irf._irf_map.unit * irf.exposure_map.unit)
+            f_exp = as_unit("m2 s").to(irf.exposure_map.unit)
+            f_num = as_unit(unit).to(irf._irf_map.unit * irf.exposure_map.unit)
             num = irf._irf_map.data * irf.exposure_map.data
             num[coarse] += (w * f_num).astype(dtype)
             irf.exposure_map.data[coarse] += (e * f_exp).astype(dtype)

@@ -16,6 +16,7 @@ import numpy as np
 from astropy import units as u
 from astropy.time import Time
 
+from ..maps.ndmap import as_unit
 from .interning import dumps_once, load_interned
 from .stacking import (
     Bounds,
@@ -102,7 +103,7 @@ def _stack_geometry(blob: bytes, reference_time: Tuple[float, float, str]) -> St
 
 def _values(m, unit: str) -> np.ndarray:
     """Map data as float64 in ``unit`` (gammapy converts the other map's unit when stacking)."""
-    factor = 1.0 if m.unit == u.Unit(unit) else m.unit.to(unit)
+    factor = 1.0 if m.unit == as_unit(unit) else m.unit.to(unit)
     return np.asarray(m.data, dtype=np.float64) * factor
 
 

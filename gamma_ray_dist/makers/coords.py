@@ -20,6 +20,7 @@ __all__ = [
     "fov_icrs_lonlat",
     "offset_from_pointing",
     "nearest_pixel",
+    "observation_pointing",
 ]
 
 
@@ -106,3 +107,12 @@ def nearest_pixel(geom, position: SkyCoord) -> tuple[int, int] | None:
     ix = int(np.clip(np.floor(x[0] + 0.5), 0, nx - 1))
     iy = int(np.clip(np.floor(y[0] + 0.5), 0, ny - 1))
     return iy, ix
+
+
+def observation_pointing(observation) -> SkyCoord:
+    """Pointing of ``observation`` as the makers use it: the fixed ICRS pointing when there is one,
+    else the pointing at ``tmid`` (gammapy's ``get_pointing_icrs(tmid)``; for a fixed pointing both
+    are the same direction, and the former needs no Time arithmetic)."""
+    info = getattr(observation, "pointing", None)
+    fixed = getattr(info, "fixed_icrs", None)
+    return fixed if fixed is not None else observation.get_pointing_icrs(observation.tmid)

@@ -10,6 +10,7 @@ from astropy.table import Table
 
 from ..errors import IRFError
 from ..maps import Map
+from .coords import observation_pointing
 from .irf_prep import interp_missing_data
 from .projection import (
     background_values,
@@ -163,7 +164,7 @@ class MapDatasetMaker:
 
     @staticmethod
     def _pointing(observation, pointing=None) -> SkyCoord:
-        return observation.get_pointing_icrs(observation.tmid) if pointing is None else pointing
+        return observation_pointing(observation) if pointing is None else pointing
 
     def make_exposure(self, geom, observation, pointing=None):
         return make_map_exposure_true_energy(self._pointing(observation, pointing),
@@ -221,7 +222,7 @@ class MapDatasetMaker:
         """Reduced `MapDataset` of ``observation`` on the geometries of ``dataset``."""
         kwargs = {"gti": observation.gti, "meta_table": self.make_meta_table(observation)}
         geom = dataset.counts.geom
-        pointing = self._pointing(observation)  # astropy Time arithmetic: once per run
+        pointing = self._pointing(observation)  # once per run
         kwargs["mask_safe"] = Map.from_geom(geom, data=np.ones(geom.data_shape, dtype=bool), dtype=bool)
         if "counts" in self.selection:
             kwargs["counts"] = self.make_counts(geom, observation)

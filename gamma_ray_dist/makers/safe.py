@@ -16,7 +16,7 @@ from scipy.optimize import brentq
 
 from ..irf.axes import scale_forward, scale_inverse
 from ..maps import Map
-from .coords import nearest_pixel, offset_from_pointing
+from .coords import nearest_pixel, observation_pointing, offset_from_pointing
 
 __all__ = [
     "SafeMaskMaker",
@@ -120,14 +120,6 @@ def edisp_bias_threshold(kernel: np.ndarray, energy_true_center: np.ndarray, ene
 
 def _energy_edges(geom) -> np.ndarray:
     return np.asarray(geom.axes["energy"].edges_values, dtype=np.float64)
-
-
-def _pointing(observation) -> SkyCoord:
-    """The pointing of ``observation``: its fixed ICRS pointing, else the one at ``tmid`` (as gammapy;
-    for a fixed pointing both are the same and the former needs no Time arithmetic)."""
-    info = getattr(observation, "pointing", None)
-    fixed = getattr(info, "fixed_icrs", None)
-    return fixed if fixed is not None else observation.get_pointing_icrs(observation.tmid)
 
 
 def _broadcast_energy(mask_e: np.ndarray, shape) -> np.ndarray:
@@ -277,7 +269,7 @@ class SafeMaskMaker:
         if observation is None:
             raise ValueError("Method 'offset-max' requires an observation object.")
         geom = dataset._geom
-        image = self.offset_max_mask_values(offset_from_pointing(geom.to_image(), _pointing(observation)))
+        image = self.offset_max_mask_values(offset_from_pointing(geom.to_image(), observation_pointing(observation)))
         return np.broadcast_to(image, geom.data_shape)
 
     @classmethod

@@ -6,6 +6,7 @@ format (see :mod:`gamma_ray_dist.maps.fitsio`).
 from __future__ import annotations
 
 import copy as _copy
+import functools
 import operator
 from pathlib import Path
 
@@ -28,6 +29,18 @@ from .fitsio import (
 from .geom import WcsGeom, pix_tuple_to_idx
 
 __all__ = ["Map", "WcsNDMap"]
+
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_unit(text: str) -> u.UnitBase:
+    return u.Unit(text)
+
+
+def as_unit(unit) -> u.UnitBase:
+    """``u.Unit(unit)``, with unit strings parsed once per process (astropy re-parses them at every
+    call, a noticeable cost for the maps of every observation)."""
+    return _parse_unit(unit) if isinstance(unit, str) else u.Unit(unit)
 
 
 class Map:
@@ -107,7 +120,7 @@ class WcsNDMap(Map):
             unit = data.unit
             data = data.value
         self.data = data
-        self._unit = u.Unit(unit)
+        self._unit = as_unit(unit)
         self.meta = {} if meta is None else meta
 
     # -- basic properties -------------------------------------------------------------------------
