@@ -387,7 +387,10 @@ class WcsGeom:
                        axes=self._axes.copy() + list(axes))
 
     def squash(self, axis_name: str) -> "WcsGeom":
-        return self.to_image().to_cube(self._axes.squash(axis_name))
+        key = ("squash", axis_name)
+        if key not in self._cache:  # immutable: the same object (and its pixel centres) every time
+            self._cache[key] = self.to_image().to_cube(self._axes.squash(axis_name))
+        return self._cache[key]
 
     def drop(self, axis_name: str) -> "WcsGeom":
         return self.to_image().to_cube(self._axes.drop(axis_name))
