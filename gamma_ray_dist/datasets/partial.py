@@ -13,7 +13,6 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
-from astropy import units as u
 from astropy.time import Time
 
 from ..maps.ndmap import as_unit
