@@ -3,21 +3,26 @@
     python benchmarks/bench_reduction.py [--obs-ids 23523 23526 ...] [--targets crab pks2155]
                                          [--repeat 5] [--profile] [--no-gammapy]
 
-Both sides run the seed loop body (cutout around the pointing, MapDatasetMaker, SafeMaskMaker
-offset-max + aeff-max, FoVBackgroundMaker fit with the seed exclusion) on the seed geometry
-re-centred on each target, one core, best of ``--repeat`` runs per observation. Three modes:
+Three sides run the seed's data reduction on the seed geometry re-centred on each target, one core,
+best of ``--repeat`` runs per observation:
+
+- ``gammapy``: the seed's low-level loop body, as /work/shared/seed/analysis_2.rst writes it
+  (``stacked.cutout``, ``MapDatasetMaker.run``, ``SafeMaskMaker.run`` offset-max + aeff-max,
+  ``FoVBackgroundMaker.run`` fit with the seed exclusion, ``stacked.stack``);
+- ``makers``: the same loop, the same code with the gamma_ray_dist imports (what a ported script runs);
+- ``fast``: ``reduce_observation`` (the fast array path) and ``StackAccumulator.add`` of its partial
+  (what the distributed run does per observation).
+
+Two modes, interleaved inside each repeat so that machine load affects every side alike (the load
+average is printed):
 
 - ``cold``: a fresh observation object per run *and* our decompressed-file cache cleared, so the
   time includes reading the observation's file (gunzip + parsing EVENTS, GTI and the four IRFs);
-  gammapy always reads its files when a fresh observation is used (no cache), so ``cold`` is the
-  like-for-like "including reading" comparison. The OS page cache is warm on both sides.
-- ``warm``: fresh observation objects, our decompressed bytes cached (parsing included, no gunzip).
-- ``hot``: the same observation objects for every run: ours has everything parsed already; gammapy
-  keeps its IRFs (cached by its observation) but re-reads EVENTS and GTI at each run.
+  gammapy always reads its files when a fresh observation is used: the like-for-like comparison.
+- ``hot``: the same observation objects for every run (ours keep everything parsed; gammapy keeps
+  its IRFs but re-reads EVENTS and GTI).
 
-The modes are interleaved inside each repeat, so machine load affects both sides alike; the load
-average is printed. ``--profile`` prints our per-stage times (``PartialDataset.timings``) and a
-cProfile of our cold runs.
+``--profile`` prints a cProfile of our makers loop (cold runs).
 """
 from __future__ import annotations
 
@@ -41,7 +46,8 @@ TARGETS = {  # centre, obs ids
     "pks2155": ((329.71667, -30.2256), [33787, 33788, 33789, 33790]),
     "msh1552": ((228.53, -59.16), [20136, 20137, 20151, 20282]),
 }
-MODES = ("cold", "warm", "hot")
+MODES = ("cold", "hot")
+SIDES = ("gammapy", "makers", "fast")
 
 
 def _setup(mod_maps, center):
@@ -52,41 +58,61 @@ def _setup(mod_maps, center):
     return geom, et, excl
 
 
-class GammapySide:
-    name = "gammapy"
+class LoopSide:
+    """The seed's makers loop body, written as the seed script writes it, on gammapy or on ours."""
 
-    def __init__(self, center, obs_ids):
-        from gammapy import data, datasets, makers, maps
+    def __init__(self, name, package, center, obs_ids):
+        import importlib
 
+        data, datasets, makers, maps = (importlib.import_module(f"{package}.{m}")
+                                        for m in ("data", "datasets", "makers", "maps"))
+        self.name = name
         geom, et, excl = _setup(maps, center)
-        self.stacked = datasets.MapDataset.create(geom, energy_axis_true=et, name="stacked")
+        self.stacked = datasets.MapDataset.create(geom=geom, energy_axis_true=et, name="stacked")
         self.store = data.DataStore.from_dir(DATA)
-        self.obs_ids = obs_ids
         self.kept = {i: self.store.obs(i) for i in obs_ids}
-        self.mk = makers.MapDatasetMaker()
-        self.safe = makers.SafeMaskMaker(methods=["offset-max", "aeff-max"], offset_max=2.5 * u.deg)
-        self.fov = makers.FoVBackgroundMaker(method="fit", exclusion_mask=excl)
+        offset_max = 2.5 * u.deg
+        self.maker = makers.MapDatasetMaker()
+        self.maker_safe_mask = makers.SafeMaskMaker(methods=["offset-max", "aeff-max"], offset_max=offset_max)
+        self.maker_fov = makers.FoVBackgroundMaker(method="fit", exclusion_mask=excl)
+        self.width = 2 * offset_max
+        self.cache = None
+        if package == "gamma_ray_dist":
+            from gamma_ray_dist.data.fits_io import default_file_cache
+
+            self.cache = default_file_cache()
 
     def observation(self, obs_id, mode):
-        return self.kept[obs_id] if mode == "hot" else self.store.obs(obs_id)  # no file cache: reads
+        if mode == "hot":
+            return self.kept[obs_id]
+        if self.cache is not None:
+            self.cache.clear()
+        return self.store.obs(obs_id)  # gammapy: no file cache, always reads
 
     def run(self, obs):
-        cut = self.stacked.cutout(obs.get_pointing_icrs(obs.tmid), width=5 * u.deg, name=f"obs-{obs.obs_id}")
-        d = self.fov.run(self.safe.run(self.mk.run(cut, obs), obs))
-        return float(d.models[0].spectral_model.norm.value), None
+        cutout = self.stacked.cutout(obs.get_pointing_icrs(obs.tmid), width=self.width, name=f"obs-{obs.obs_id}")
+        dataset = self.maker.run(cutout, obs)
+        dataset = self.maker_safe_mask.run(dataset, obs)
+        dataset = self.maker_fov.run(dataset)
+        self.stacked.stack(dataset)
+        return float(dataset.background_model.spectral_model.norm.value)
 
 
-class OursSide:
-    name = "ours"
+class FastSide:
+    """`reduce_observation` (fast path) and the accumulator's ``add`` of its partial."""
+
+    name = "fast"
 
     def __init__(self, center, obs_ids):
         from gamma_ray_dist import maps
         from gamma_ray_dist.data import DataStore
         from gamma_ray_dist.data.fits_io import default_file_cache
-        from gamma_ray_dist.reduction import ReductionSpec, reduce_observation
+        from gamma_ray_dist.datasets import StackAccumulator
+        from gamma_ray_dist.reduction import ReductionSpec, prepare, reduce_observation
 
         geom, et, excl = _setup(maps, center)
         self.spec = ReductionSpec(geom, et, offset_max=2.5, exclusion_mask=excl)
+        self.accumulator = StackAccumulator(prepare(self.spec).geometry)
         self.store = DataStore.from_dir(DATA)
         self.kept = {i: self.store.obs(i) for i in obs_ids}
         self.cache = default_file_cache()
@@ -95,19 +121,21 @@ class OursSide:
     def observation(self, obs_id, mode):
         if mode == "hot":
             return self.kept[obs_id]
-        if mode == "cold":
-            self.cache.clear()
+        self.cache.clear()
         return self.store.obs(obs_id)
 
     def run(self, obs):
         partial = self.reduce(obs, self.spec)
-        return float(partial.fov_norm), partial.timings
+        assert "read" in partial.timings  # the fast path ran
+        self.accumulator.obs_ids.clear()  # the same observations are added at every repeat
+        self.accumulator.add(partial)
+        return float(partial.fov_norm)
 
 
 def measure(sides, obs_ids, repeat):
-    """{(side, mode): array (repeat, n_obs) of seconds}, norms and our stage timings (cold)."""
+    """{(side, mode): array (repeat, n_obs) of seconds} and the FoV norms per (side, obs_id)."""
     times = {(s.name, m): np.full((repeat, len(obs_ids)), np.inf) for s in sides for m in MODES}
-    norms, stages = {}, []
+    norms = {}
     for side in sides:  # first reads (imports, caches, page cache) are not timed
         for obs_id in obs_ids:
             side.run(side.observation(obs_id, "cold"))
@@ -117,12 +145,9 @@ def measure(sides, obs_ids, repeat):
                 for j, obs_id in enumerate(obs_ids):
                     obs = side.observation(obs_id, mode)
                     t0 = time.perf_counter()
-                    norm, timings = side.run(obs)
+                    norms[(side.name, obs_id)] = side.run(obs)
                     times[(side.name, mode)][r, j] = time.perf_counter() - t0
-                    norms[(side.name, obs_id)] = norm
-                    if timings is not None and mode == "cold":
-                        stages.append(timings)
-    return times, norms, stages
+    return times, norms
 
 
 def main(argv=None) -> None:
@@ -130,7 +155,7 @@ def main(argv=None) -> None:
     parser.add_argument("--obs-ids", type=int, nargs="*", help="observation ids (seed geometry centred on --targets[0])")
     parser.add_argument("--targets", nargs="*", default=["crab"], choices=sorted(TARGETS))
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--profile", action="store_true", help="our stage times and a cProfile of our cold runs")
+    parser.add_argument("--profile", action="store_true", help="cProfile of our makers loop (cold runs)")
     parser.add_argument("--no-gammapy", action="store_true")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
@@ -141,18 +166,17 @@ def main(argv=None) -> None:
         jobs.append((name, center, args.obs_ids or ids))
         if args.obs_ids:
             break
-    rows, all_stages = [], []
+    rows = []
     for name, center, ids in jobs:
-        sides = [OursSide(center, ids)]
+        sides = [LoopSide("makers", "gamma_ray_dist", center, ids), FastSide(center, ids)]
         if not args.no_gammapy:
-            sides.append(GammapySide(center, ids))
-        times, norms, stages = measure(sides, ids, args.repeat)
-        all_stages += stages
+            sides.insert(0, LoopSide("gammapy", "gammapy", center, ids))
+        times, norms = measure(sides, ids, args.repeat)
         for j, obs_id in enumerate(ids):
-            best = {key: float(t[:, j].min()) for key, t in times.items()}
-            rows.append((name, obs_id, best, norms.get(("gammapy", obs_id), np.nan), norms[("ours", obs_id)]))
+            best = {key: 1e3 * float(t[:, j].min()) for key, t in times.items()}
+            rows.append((name, obs_id, best, {s: norms.get((s, obs_id), np.nan) for s in SIDES}))
         if args.profile:
-            ours = sides[0]
+            ours = sides[-2]
             prof = cProfile.Profile()
             for obs_id in ids:
                 obs = ours.observation(obs_id, "cold")
@@ -164,29 +188,20 @@ def main(argv=None) -> None:
             print(out.getvalue())
     load_after = os.getloadavg()
 
-    def ms(best, side, mode):
-        return 1e3 * best.get((side, mode), np.nan)
-
-    print(f"{'target':8} {'obs_id':>7} | {'ours ms: cold':>13} {'warm':>6} {'hot':>6} | "
-          f"{'gammapy ms: cold':>16} {'hot':>6} | {'ratio cold':>10} {'hot':>5} | {'norm gp':>7} {'ours':>7}")
-    for name, obs_id, best, ng, no in rows:
-        oc, ow, oh = (ms(best, "ours", m) for m in MODES)
-        gc, gh = ms(best, "gammapy", "cold"), ms(best, "gammapy", "hot")
-        print(f"{name:8} {obs_id:7d} | {oc:13.1f} {ow:6.1f} {oh:6.1f} | {gc:16.1f} {gh:6.1f} | "
-              f"{gc / oc:10.1f} {gh / oh:5.1f} | {ng:7.4f} {no:7.4f}")
-    mean = {key: np.mean([1e3 * r[2].get(key, np.nan) for r in rows]) for key in rows[0][2]}
-    oc, ow, oh = (mean.get(("ours", m), np.nan) for m in MODES)
-    gc, gh = mean.get(("gammapy", "cold"), np.nan), mean.get(("gammapy", "hot"), np.nan)
-    print(f"mean per observation (best of {args.repeat}): ours cold {oc:.1f} ms, warm {ow:.1f} ms, hot {oh:.1f} ms; "
-          f"gammapy cold {gc:.1f} ms, hot {gh:.1f} ms; ratio cold {gc / oc:.1f}x, hot {gh / oh:.1f}x")
+    nan = float("nan")
+    for mode in MODES:
+        print(f"-- {mode}: ms per observation (best of {args.repeat}) and gammapy / ours")
+        print(f"{'target':8} {'obs_id':>7} | {'gammapy':>8} {'makers':>8} {'fast':>8} | {'x makers':>8} {'x fast':>7}"
+              f" | {'norm gp':>7} {'makers':>7} {'fast':>7}")
+        for name, obs_id, best, norm in rows:
+            g, m, f = (best.get((s, mode), nan) for s in SIDES)
+            print(f"{name:8} {obs_id:7d} | {g:8.1f} {m:8.1f} {f:8.1f} | {g / m:8.1f} {g / f:7.1f}"
+                  f" | {norm['gammapy']:7.4f} {norm['makers']:7.4f} {norm['fast']:7.4f}")
+        g, m, f = (float(np.mean([r[2].get((s, mode), nan) for r in rows])) for s in SIDES)
+        print(f"mean per observation ({mode}): gammapy {g:.1f} ms, makers loop {m:.1f} ms, fast path {f:.1f} ms; "
+              f"gammapy/makers {g / m:.1f}x, gammapy/fast {g / f:.1f}x")
     print(f"load average (1, 5, 15 min): before {tuple(round(v, 2) for v in load_before)}, "
           f"after {tuple(round(v, 2) for v in load_after)}; {os.cpu_count()} cores")
-    if args.profile and all_stages:
-        keys = list(all_stages[0])
-        med = {k: 1e3 * float(np.median([s.get(k, np.nan) for s in all_stages])) for k in keys}
-        best = {k: 1e3 * float(np.min([s.get(k, np.nan) for s in all_stages])) for k in keys}
-        print("our stages, cold runs (median / min ms): "
-              + ", ".join(f"{k} {med[k]:.1f}/{best[k]:.1f}" for k in keys))
 
 
 if __name__ == "__main__":

@@ -41,11 +41,7 @@ FORBIDDEN_EXTERNAL = ("ray",)
 
 # Cycles known today, each owned by work in progress elsewhere; an entry must match a cycle exactly
 # and is reported as stale once that cycle is gone.
-ALLOWED_CYCLES: tuple[frozenset[str], ...] = (
-    # reduction_fast imports the shared helpers of reduction, which imports the fast path inside
-    # reduce_observation; both files are being replaced by the gamma_ray_dist/reduction/ package.
-    frozenset({"gamma_ray_dist.reduction", "gamma_ray_dist.reduction_fast"}),
-)
+ALLOWED_CYCLES: tuple[frozenset[str], ...] = ()  # none: keep it that way
 # (importing actors module, imported gamma_ray_dist module) pairs allowed for (c): none today.
 ALLOWED_ACTORS_IMPORTS: frozenset[tuple[str, str]] = frozenset()
 

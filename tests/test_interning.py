@@ -1,12 +1,14 @@
 """Content-interned pickling of the objects every task deserialises (geometry, reduction spec)."""
 from __future__ import annotations
 
+import dataclasses
 import pickle
 
 import numpy as np
+import pytest
 
 from gamma_ray_dist.datasets.partial import StackGeometry
-from gamma_ray_dist.interning import load_interned
+from gamma_ray_dist.datasets.interning import load_interned
 from gamma_ray_dist.maps import MapAxis, WcsGeom
 from gamma_ray_dist.reduction import ReductionSpec
 
@@ -36,10 +38,13 @@ def test_spec_copies_share_fields_but_not_the_object():
     a, b = pickle.loads(pickle.dumps(spec)), pickle.loads(pickle.dumps(spec))
     assert a is not b and a.geom is b.geom
     assert a.content_key() == b.content_key() == spec.content_key()
-    a.name = "edited"  # an edit stays with its object ...
-    assert b.name == "stacked"
-    assert pickle.loads(pickle.dumps(a)).name == "edited"  # ... and travels with it
-    assert pickle.loads(pickle.dumps(a)).content_key() != spec.content_key()
+    with pytest.raises(dataclasses.FrozenInstanceError):  # specs are immutable ...
+        a.name = "edited"
+    edited = dataclasses.replace(a, name="edited")  # ... a variant is a new spec
+    assert b.name == "stacked" and a.name == "stacked"
+    assert pickle.loads(pickle.dumps(edited)).name == "edited"
+    assert pickle.loads(pickle.dumps(edited)).content_key() != spec.content_key()
+    assert not spec.exclusion_mask.flags.writeable
 
 
 def test_different_content_is_not_confused():

@@ -131,17 +131,17 @@ def test_parallel_profiles_equal_serial(ray_backend, config, serial_state):
 
 
 def test_spec_cache_is_keyed_by_content_not_identity(config):
+    import dataclasses
     import pickle
 
     from gamma_ray_dist import reduction
     from gamma_ray_dist.pipeline.inputs import make_reduction_spec
 
     spec = make_reduction_spec(config)
-    prepared = reduction._prepare(spec)
+    prepared = reduction.prepare(spec)
     copy = pickle.loads(pickle.dumps(spec))  # what every Ray task receives
     assert copy is not spec and copy.content_key() == spec.content_key()
-    assert reduction._prepare(copy) is prepared
+    assert reduction.prepare(copy) is prepared
     assert make_reduction_spec(config).content_key() == spec.content_key()  # rebuilt: same content
-    other = make_reduction_spec(config)
-    other.offset_max = 2.0
+    other = dataclasses.replace(make_reduction_spec(config), offset_max=2.0)
     assert other.content_key() != spec.content_key()

@@ -34,9 +34,9 @@ def spec():
 
 def test_seed_stacked_through_partials_matches_reference(hess_dr1, seed_reference, spec):
     from gamma_ray_dist.datasets import StackAccumulator
-    from gamma_ray_dist.reduction import _prepare
+    from gamma_ray_dist.reduction import prepare
 
-    acc = StackAccumulator(_prepare(spec)[1])
+    acc = StackAccumulator(prepare(spec).geometry)
     for obs_id in SEED:
         partial = reduce_observation((hess_dr1, obs_id), spec)
         assert partial.obs_id == obs_id and partial.fov_status == "fitted"
@@ -222,21 +222,21 @@ def _assert_partials_equal(fast, ref):
 ])
 def test_fast_path_matches_makers(hess_dr1, kwargs):
     from gamma_ray_dist.data import DataStore
-    from gamma_ray_dist.reduction import _reduce_with_makers
+    from gamma_ray_dist.reduction import reduce_with_makers
 
     spec = _seed_spec(**kwargs)
     store = DataStore.from_dir(hess_dr1)
     for obs_id in SEED:
         fast = reduce_observation(store.obs(obs_id), spec)
         assert "read" in fast.timings  # the fast path ran
-        _assert_partials_equal(fast, _reduce_with_makers(store.obs(obs_id), spec))
+        _assert_partials_equal(fast, reduce_with_makers(store.obs(obs_id), spec))
 
 
 def test_fast_path_matches_makers_galactic_tan_partial_window(hess_dr1):
     """Another frame and projection, a window clipped by the geometry edge, a coarse IRF grid that
     does not divide the fine one, and an exclusion mask on another grid."""
     from gamma_ray_dist.data import DataStore
-    from gamma_ray_dist.reduction import _reduce_with_makers
+    from gamma_ray_dist.reduction import reduce_with_makers
 
     e = MapAxis.from_energy_bounds(0.7, 30, 6, unit="TeV")
     et = MapAxis.from_energy_bounds(0.3, 50, 15, unit="TeV", name="energy_true")
@@ -249,7 +249,7 @@ def test_fast_path_matches_makers_galactic_tan_partial_window(hess_dr1):
     for obs_id in (20326, 20327):
         fast = reduce_observation(store.obs(obs_id), spec)
         assert "read" in fast.timings
-        ref = _reduce_with_makers(store.obs(obs_id), spec)
+        ref = reduce_with_makers(store.obs(obs_id), spec)
         _assert_partials_equal(fast, ref)
         assert fast.counts.sum() > 0
 

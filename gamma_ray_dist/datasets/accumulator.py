@@ -16,7 +16,7 @@ import numpy as np
 
 from .io import rows_from_meta_table
 from .partial import PartialDataset, StackGeometry, time_from_tuple
-from .stacking import exposure_weighted_mean
+from .stacking import exposure_weighted_mean, window_slices
 
 __all__ = ["StackAccumulator"]
 
@@ -24,11 +24,6 @@ STATE_VERSION = 1
 
 _FLOAT_BUFFERS = ("background", "exposure", "psf_weighted", "psf_exposure",
                   "edisp_weighted", "edisp_exposure")
-
-
-def _window(bounds):
-    (y0, y1), (x0, x1) = bounds
-    return Ellipsis, slice(y0, y1), slice(x0, x1)
 
 
 class StackAccumulator:
@@ -122,7 +117,7 @@ class StackAccumulator:
         if partial.obs_id in self.obs_ids:
             return False
         b = self.buffers
-        fine = _window(partial.fine_bounds)
+        fine = window_slices(partial.fine_bounds)
         b["counts"][fine] += partial.counts
         if partial.background is not None:
             b["background"][fine] += partial.background
@@ -134,7 +129,7 @@ class StackAccumulator:
         if partial.exposure is not None and b["exposure"] is not None:
             b["exposure"][fine] += partial.exposure
         if partial.coarse_bounds is not None:
-            coarse = _window(partial.coarse_bounds)
+            coarse = window_slices(partial.coarse_bounds)
             for key in ("psf_weighted", "psf_exposure", "edisp_weighted", "edisp_exposure"):
                 value = getattr(partial, key)
                 if value is not None and b[key] is not None:

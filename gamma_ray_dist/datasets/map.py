@@ -17,6 +17,7 @@ from astropy.table import Table
 from astropy.time import Time
 
 from ..maps import Map, MapAxis
+from ..maps.wcs import as_unit
 from ..modeling.dataset import Dataset
 from .io import (
     creation_header,
@@ -30,6 +31,7 @@ from .io import (
 from .irf_maps import EDispKernelMap, PSFMap
 from .map_evaluation import MapDatasetEvaluation
 from .partial import PartialDataset, StackGeometry, time_from_tuple
+from .stacking import window_slices
 
 __all__ = ["MapDataset", "RAD_AXIS_DEFAULT", "MIGRA_AXIS_DEFAULT", "BINSZ_IRF_DEFAULT",
            "create_map_dataset_geoms"]
@@ -331,7 +333,7 @@ class MapDataset(MapDatasetEvaluation, Dataset):
         partial = PartialDataset.from_dataset(other, StackGeometry.from_dataset(self), obs_id=-1)
         self._apply_partial(partial)
         if self.mask_fit is not None and other.mask_fit is not None:
-            self.mask_fit.data[_window(partial.fine_bounds)] |= partial.mask_fit
+            self.mask_fit.data[window_slices(partial.fine_bounds)] |= partial.mask_fit
         elif other.mask_fit is not None:
             self.mask_fit = other.mask_fit.copy()
         if self.meta_table is not None and other.meta_table is not None:
@@ -340,10 +342,10 @@ class MapDataset(MapDatasetEvaluation, Dataset):
             self.meta_table = other.meta_table.copy()
 
     def _apply_partial(self, p: PartialDataset) -> None:
-        fine = _window(p.fine_bounds)
+        fine = window_slices(p.fine_bounds)
         self.counts.data[fine] += p.counts.astype(self.counts.data.dtype)
         if self.exposure is not None and p.exposure is not None:
-            factor = u.Unit("m2 s").to(self.exposure.unit)
+            factor = as_unit("m2 s").to(self.exposure.unit)
             self.exposure.data[fine] += (p.exposure * factor).astype(self.exposure.data.dtype)
             if not np.isnan(p.livetime):
                 lt = self.exposure.meta.get("livetime")
@@ -357,11 +359,11 @@ class MapDataset(MapDatasetEvaluation, Dataset):
                                 (self.edisp, p.edisp_weighted, p.edisp_exposure, "m2 s")):
             if irf is None or w is None:
                 continue
-            coarse = _window(p.coarse_bounds)
+            coarse = window_slices(p.coarse_bounds)
             dtype = irf._irf_map.data.dtype
             # partial arrays are in canonical units; convert to this dataset's map units
-            f_exp = u.Unit("m2 s").to(irf.exposure_map.unit)
-            f_num = u.Unit(unit).to(irf._irf_map.unit * irf.exposure_map.unit)
+            f_exp = as_unit("m2 s").to(irf.exposure_map.unit)
+            f_num = as_unit(unit).to(irf._irf_map.unit * irf.exposure_map.unit)
             num = irf._irf_map.data * irf.exposure_map.data
             num[coarse] += (w * f_num).astype(dtype)
             irf.exposure_map.data[coarse] += (e * f_exp).astype(dtype)
@@ -598,8 +600,4 @@ def _to_native(m) -> None:
     data = np.asarray(m.data)
     m.data = np.ascontiguousarray(data.astype(data.dtype.newbyteorder("="), copy=False))
 
-
-def _window(bounds):
-    (y0, y1), (x0, x1) = bounds
-    return Ellipsis, slice(y0, y1), slice(x0, x1)
 

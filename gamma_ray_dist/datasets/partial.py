@@ -13,10 +13,10 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
-from astropy import units as u
 from astropy.time import Time
 
-from ..interning import dumps_once, load_interned
+from ..maps.wcs import as_unit
+from .interning import dumps_once, load_interned
 from .stacking import (
     Bounds,
     edisp_stack_weights,
@@ -24,7 +24,7 @@ from .stacking import (
     psf_stack_weights,
 )
 
-__all__ = ["StackGeometry", "PartialDataset", "time_to_tuple", "time_from_tuple"]
+__all__ = ["StackGeometry", "PartialDataset", "time_to_tuple", "time_from_tuple", "crop_window"]
 
 
 def time_to_tuple(time: Time) -> Tuple[float, float, str]:
@@ -90,7 +90,7 @@ class StackGeometry:
 
     def __reduce__(self):
         # Every task and accumulator state carries the geometry: its WCS objects are rebuilt once
-        # per process (see `gamma_ray_dist.interning`); the geometry is immutable once built.
+        # per process (see `gamma_ray_dist.datasets.interning`); the geometry is immutable once built.
         return (_stack_geometry, (dumps_once(self, self.geoms), self.reference_time))
 
 
@@ -102,13 +102,18 @@ def _stack_geometry(blob: bytes, reference_time: Tuple[float, float, str]) -> St
 
 def _values(m, unit: str) -> np.ndarray:
     """Map data as float64 in ``unit`` (gammapy converts the other map's unit when stacking)."""
-    factor = 1.0 if m.unit == u.Unit(unit) else m.unit.to(unit)
+    factor = 1.0 if m.unit == as_unit(unit) else m.unit.to(unit)
     return np.asarray(m.data, dtype=np.float64) * factor
 
 
-def _crop(data: np.ndarray, bounds: Bounds, dtype) -> np.ndarray:
+def crop_window(data: np.ndarray, bounds: Bounds, dtype) -> np.ndarray:
+    """The window ``bounds`` of ``data`` (last two axes) as a C-contiguous ``dtype`` array, NaN/inf
+    replaced by finite values (checked first: maps are finite by construction and
+    ``np.nan_to_num`` costs several passes)."""
     (y0, y1), (x0, x1) = bounds
-    out = np.nan_to_num(np.asarray(data[..., y0:y1, x0:x1], dtype=dtype))
+    out = np.asarray(data[..., y0:y1, x0:x1], dtype=dtype)
+    if out.dtype.kind == "f" and not np.isfinite(out).all():
+        out = np.nan_to_num(out)
     return np.ascontiguousarray(out)
 
 
@@ -190,17 +195,17 @@ class PartialDataset:
         mask_safe = np.asarray(dataset.mask_safe.data, dtype=bool)
         mask_image = mask_safe.any(axis=0)
 
-        counts = _crop(np.asarray(dataset.counts.data) * mask_safe, cut_b, np.float64)
+        counts = crop_window(np.asarray(dataset.counts.data) * mask_safe, cut_b, np.float64)
         counts = np.ascontiguousarray(np.rint(counts).astype(np.int64))
 
         background = None
         if dataset.background is not None:
             npred_bkg = _values(dataset.npred_background(), "")
-            background = _crop(npred_bkg * mask_safe, cut_b, np.float64)
+            background = crop_window(npred_bkg * mask_safe, cut_b, np.float64)
 
         exposure, livetime = None, float("nan")
         if dataset.exposure is not None:
-            exposure = _crop(_values(dataset.exposure, "m2 s") * mask_image, cut_b,
+            exposure = crop_window(_values(dataset.exposure, "m2 s") * mask_image, cut_b,
                              np.float64)
             lt = dataset.exposure.meta.get("livetime") if dataset.exposure.meta else None
             if lt is not None:
@@ -209,7 +214,7 @@ class PartialDataset:
 
         mask_fit = None
         if dataset.mask_fit is not None:
-            mask_fit = _crop(np.asarray(dataset.mask_fit.data, bool), cut_b, bool)
+            mask_fit = crop_window(np.asarray(dataset.mask_fit.data, bool), cut_b, bool)
 
         psf_w = psf_e = edisp_w = edisp_e = None
         coarse_parent = None
@@ -228,16 +233,16 @@ class PartialDataset:
                                       coarse_shape)
                 psf_data = _values(dataset.psf.psf_map, "sr-1")
                 psf_exp = _values(dataset.psf.exposure_map, "m2 s")
-                psf_w = _crop(np.nan_to_num(psf_data * psf_exp) * w, coarse_cut, np.float64)
-                psf_e = _crop(np.nan_to_num(psf_exp) * w, coarse_cut, np.float64)
+                psf_w = crop_window(np.nan_to_num(psf_data * psf_exp) * w, coarse_cut, np.float64)
+                psf_e = crop_window(np.nan_to_num(psf_exp) * w, coarse_cut, np.float64)
             if dataset.edisp is not None:
                 w = edisp_stack_weights(mask_safe, geom.wcs, dataset.edisp.edisp_map.geom.wcs,
                                         coarse_shape)
                 ed_data = _values(dataset.edisp.edisp_map, "")
                 ed_exp = _values(dataset.edisp.exposure_map, "m2 s")
-                edisp_w = _crop(np.nan_to_num(ed_data * ed_exp) * w, coarse_cut, np.float64)
+                edisp_w = crop_window(np.nan_to_num(ed_data * ed_exp) * w, coarse_cut, np.float64)
                 w_exp = w.any(axis=1, keepdims=True)
-                edisp_e = _crop(np.nan_to_num(ed_exp) * w_exp, coarse_cut, np.float64)
+                edisp_e = crop_window(np.nan_to_num(ed_exp) * w_exp, coarse_cut, np.float64)
 
         gti_start = gti_stop = np.zeros(0)
         gti_ref = time_to_tuple(Time("2000-01-01"))
@@ -262,7 +267,7 @@ class PartialDataset:
             counts=counts,
             background=background,
             exposure=exposure,
-            mask_safe=_crop(mask_safe, cut_b, bool),
+            mask_safe=crop_window(mask_safe, cut_b, bool),
             mask_fit=mask_fit,
             psf_weighted=psf_w,
             psf_exposure=psf_e,

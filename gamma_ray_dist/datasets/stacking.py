@@ -20,6 +20,7 @@ import numpy as np
 
 __all__ = [
     "Bounds",
+    "window_slices",
     "overlap_bounds",
     "grid_centres_in",
     "mask_nearest",
@@ -33,9 +34,10 @@ __all__ = [
 Bounds = Tuple[Tuple[int, int], Tuple[int, int]]
 
 
-def _to_slices(bounds: Bounds) -> Tuple[slice, slice]:
+def window_slices(bounds: Bounds) -> tuple:
+    """Index ``(..., y0:y1, x0:x1)`` of the window ``bounds`` in an array of the parent grid."""
     (y0, y1), (x0, x1) = bounds
-    return slice(y0, y1), slice(x0, x1)
+    return Ellipsis, slice(y0, y1), slice(x0, x1)
 
 
 def overlap_bounds(parent_wcs, parent_shape: Tuple[int, int], cutout_wcs,

@@ -9,7 +9,7 @@ is ignored when they differ (see `actors.reduction`).
 
 Objects with a ``content_key()`` (a `ReductionSpec`) contribute that key; functions and classes
 their qualified name; a ``functools.partial`` its function, arguments and keywords; everything else
-goes through `reduction._canonical` (arrays by bytes, WCS by header, objects by their attributes).
+goes through `reduction.spec.digest_update` (arrays by bytes, WCS by header, objects by their attributes).
 """
 from __future__ import annotations
 
@@ -22,17 +22,17 @@ __all__ = ["run_config_hash"]
 
 def run_config_hash(task_fn: Any, shared: Any, make_accumulator: Any, block_size: int, merge_fan_in: int) -> str:
     """Hex SHA-256 of the run configuration the reducers' checkpoints are written for."""
-    from ..reduction import _canonical
+    from ..reduction.spec import digest_update
 
     digest = hashlib.sha256(b"gamma_ray_dist run configuration v2;")
-    _canonical({"task_fn": _describe(task_fn), "shared": _describe(shared),
+    digest_update({"task_fn": _describe(task_fn), "shared": _describe(shared),
                 "accumulator": _describe(make_accumulator), "block_size": int(block_size),
                 "merge_fan_in": int(merge_fan_in)}, digest)
     return digest.hexdigest()
 
 
 def _describe(value: Any) -> Any:
-    """Replace what `_canonical` cannot describe stably (callables, content-keyed objects)."""
+    """Replace what `digest_update` cannot describe stably (callables, content-keyed objects)."""
     if isinstance(value, dict):
         return {k: _describe(v) for k, v in value.items()}
     if isinstance(value, list):

@@ -4,6 +4,7 @@ All FITS access of the irf package lives here. Errors name the observation, file
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -70,11 +71,17 @@ def column_unit(ctx: HDUContext, name: str) -> u.UnitBase | None:
     col = ctx.hdu.columns[name]
     if not col.unit:
         return None
+    return _parse_column_unit(str(col.unit))
+
+
+@functools.lru_cache(maxsize=128)
+def _parse_column_unit(text: str) -> u.UnitBase | None:
+    # every IRF file repeats the same few unit strings: parsed once per process
     try:
-        return u.Unit(col.unit, parse_strict="raise")
+        return u.Unit(text, parse_strict="raise")
     except ValueError:
         try:
-            return u.Unit(col.unit, format="fits", parse_strict="raise")
+            return u.Unit(text, format="fits", parse_strict="raise")
         except ValueError:
             return None
 

@@ -19,6 +19,8 @@ __all__ = [
     "pixel_centers_icrs",
     "fov_icrs_lonlat",
     "offset_from_pointing",
+    "nearest_pixel",
+    "observation_pointing",
 ]
 
 
@@ -89,3 +91,28 @@ def offset_from_pointing(geom, pointing: SkyCoord) -> np.ndarray:
     lon0, lat0 = skycoord_lonlat(pointing, geom.frame)
     lon, lat = geom.pixel_centers()
     return np.degrees(angular_separation(lon, lat, lon0, lat0))
+
+
+def nearest_pixel(geom, position: SkyCoord) -> tuple[int, int] | None:
+    """(iy, ix) of the pixel of ``geom`` nearest to ``position``.
+
+    Outside the map, the nearest edge pixel (gammapy's ``get_spectrum`` of a point interpolates
+    "nearest" with extrapolation); None if the position has no finite pixel coordinates.
+    """
+    lon, lat = skycoord_lonlat(position, geom.frame)
+    x, y = geom.wcs.wcs_world2pix(np.array([lon]), np.array([lat]), 0)
+    if not (np.isfinite(x[0]) and np.isfinite(y[0])):
+        return None
+    ny, nx = geom.data_shape[-2:]
+    ix = int(np.clip(np.floor(x[0] + 0.5), 0, nx - 1))
+    iy = int(np.clip(np.floor(y[0] + 0.5), 0, ny - 1))
+    return iy, ix
+
+
+def observation_pointing(observation) -> SkyCoord:
+    """Pointing of ``observation`` as the makers use it: the fixed ICRS pointing when there is one,
+    else the pointing at ``tmid`` (gammapy's ``get_pointing_icrs(tmid)``; for a fixed pointing both
+    are the same direction, and the former needs no Time arithmetic)."""
+    info = getattr(observation, "pointing", None)
+    fixed = getattr(info, "fixed_icrs", None)
+    return fixed if fixed is not None else observation.get_pointing_icrs(observation.tmid)

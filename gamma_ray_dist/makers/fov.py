@@ -9,7 +9,7 @@ the same minimum with migrad (to its tolerance); its checks, warnings and maskin
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Callable, Optional
 
 import numpy as np
 from scipy.optimize import brentq
@@ -179,29 +179,78 @@ class FoVBackgroundMaker:
         bkg = np.asarray(dataset.npred_background().data, dtype=np.float64)
         return counts, npred, bkg, mask
 
-    def _verify_requirements(self, dataset, counts, npred, bkg, mask) -> bool:
+    # -- array-level steps (one implementation, for `run` and the reduction fast path) -----------
+    def requirements_met(self, counts: np.ndarray, npred: np.ndarray, background: np.ndarray,
+                         mask: np.ndarray, name: str = "") -> bool:
+        """gammapy's checks before normalising (finite norm, enough counts and background, positive
+        residuals), with its warnings naming the dataset ``name``."""
         n = counts[mask].sum()
-        b = bkg[mask].sum()
+        b = background[mask].sum()
         not_bkg = npred[mask].sum() - b
         with np.errstate(invalid="ignore", divide="ignore"):
             value = (n - not_bkg) / b
         if not np.isfinite(value):
-            log.warning(f"FoVBackgroundMaker failed. Non-finite normalisation value for {dataset.name}. "
+            log.warning(f"FoVBackgroundMaker failed. Non-finite normalisation value for {name}. "
                         "Setting mask to False.")
             return False
         if b <= self.min_npred_background:
             log.warning(f"FoVBackgroundMaker failed. Only {int(b)} background counts outside exclusion "
-                        f"mask for {dataset.name}. Setting mask to False.")
+                        f"mask for {name}. Setting mask to False.")
             return False
         if n <= self.min_counts:
             log.warning(f"FoVBackgroundMaker failed. Only {int(n)} counts outside exclusion mask for "
-                        f"{dataset.name}. Setting mask to False.")
+                        f"{name}. Setting mask to False.")
             return False
         if n - not_bkg <= 0:
-            log.warning(f"FoVBackgroundMaker failed. Negative residuals counts for {dataset.name}. "
+            log.warning(f"FoVBackgroundMaker failed. Negative residuals counts for {name}. "
                         "Setting mask to False.")
             return False
         return True
+
+    def normalise(self, spectral_model, counts: np.ndarray, npred: np.ndarray, background: np.ndarray,
+                  mask: np.ndarray, name: str = "", unscaled: Optional[Callable[[], np.ndarray]] = None) -> str:
+        """Check the requirements, then fit or scale the norm of ``spectral_model`` in place.
+
+        Parameters
+        ----------
+        spectral_model : norm spectral model
+            Of the dataset's `FoVBackgroundModel`; its ``norm`` is set.
+        counts, npred, background : np.ndarray
+            Counts, total prediction and background prediction (background times the model), float64.
+        mask : np.ndarray
+            Bins used (safe mask, fit mask and exclusion, NaN predictions removed).
+        name : str
+            Dataset name for the warnings.
+        unscaled : callable, optional
+            Background times the model's factor, needed only when the current norm is 0.
+
+        Returns
+        -------
+        str
+            "fitted", "scaled" or "failed: ..." (the caller then sets the safe mask to False).
+        """
+        if not self.requirements_met(counts, npred, background, mask, name):
+            return "failed: requirements"
+        if self.method == "scale":
+            value, error = scale_norm_values(counts, npred, background, mask)
+            norm = spectral_model.norm
+            norm.value, norm.error = value, error
+            return "scaled"
+        norm = spectral_model.norm
+        if norm.frozen:
+            return "fitted"
+        current = float(norm.value)
+        shape = background / current if current != 0 else unscaled()
+        value, error, ok = fit_norm_values(counts, npred - background, shape, mask)
+        lo = -np.inf if norm.min is None or np.isnan(norm.min) else norm.min
+        hi = np.inf if norm.max is None or np.isnan(norm.max) else norm.max
+        if ok and np.isfinite(value):
+            norm.value = float(np.clip(value, lo, hi))
+            norm.error = error
+            return "fitted"
+        log.warning(f"FoVBackgroundMaker failed. Fit did not converge for {name}. "
+                    "Setting mask to False.")
+        return "failed: fit"
 
     def run(self, dataset, observation=None):
         """Add (if needed) and normalise the dataset's FoV background model; returns the dataset.
@@ -216,41 +265,16 @@ class FoVBackgroundMaker:
             dataset = self.make_default_fov_background_model(dataset)
         mask = np.asarray(dataset.mask_safe.data, bool) & fit_mask
         counts, npred, bkg, mask = self._totals(dataset, mask)
-        status = "failed: requirements"
-        if self._verify_requirements(dataset, counts, npred, bkg, mask):
-            if self.method == "fit":
-                status = self._fit(dataset, counts, npred, bkg, mask)
-            else:
-                value, error = scale_norm_values(counts, npred, bkg, mask)
-                norm = dataset.background_model.spectral_model.norm
-                norm.value, norm.error = value, error
-                status = "scaled"
+        status = self.normalise(
+            dataset.background_model.spectral_model, counts, npred, bkg, mask, dataset.name,
+            unscaled=lambda: np.asarray(dataset.background.data, np.float64)
+            * np.asarray(dataset.background_factor(), np.float64))
         if status.startswith("failed"):
             dataset.mask_safe = Map.from_geom(dataset._geom, data=np.zeros(dataset._geom.data_shape, bool),
                                               dtype=bool)
         dataset.mask_fit = mask_fit
         dataset.meta = dict(dataset.meta or {}, fov_status=status)
         return dataset
-
-    def _fit(self, dataset, counts, npred, bkg, mask) -> str:
-        spectral = dataset.background_model.spectral_model
-        norm = spectral.norm
-        if norm.frozen:
-            return "fitted"
-        current = float(norm.value)
-        shape = bkg / current if current != 0 else np.asarray(dataset.background.data, np.float64) * \
-            np.asarray(dataset.background_factor(), np.float64)
-        signal = npred - bkg
-        value, error, ok = fit_norm_values(counts, signal, shape, mask)
-        lo = -np.inf if norm.min is None or np.isnan(norm.min) else norm.min
-        hi = np.inf if norm.max is None or np.isnan(norm.max) else norm.max
-        if ok and np.isfinite(value):
-            norm.value = float(np.clip(value, lo, hi))
-            norm.error = error
-            return "fitted"
-        log.warning(f"FoVBackgroundMaker failed. Fit did not converge for {dataset.name}. "
-                    "Setting mask to False.")
-        return "failed: fit"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(method={self.method!r})"

@@ -10,6 +10,7 @@ from astropy.table import Table
 
 from ..errors import IRFError
 from ..maps import Map
+from .coords import observation_pointing
 from .irf_prep import interp_missing_data
 from .projection import (
     background_values,
@@ -163,11 +164,12 @@ class MapDatasetMaker:
 
     @staticmethod
     def _pointing(observation, pointing=None) -> SkyCoord:
-        return observation.get_pointing_icrs(observation.tmid) if pointing is None else pointing
+        return observation_pointing(observation) if pointing is None else pointing
 
-    def make_exposure(self, geom, observation, pointing=None):
-        return make_map_exposure_true_energy(self._pointing(observation, pointing),
-                                             observation.observation_live_time_duration,
+    def make_exposure(self, geom, observation, pointing=None, livetime=None):
+        if livetime is None:
+            livetime = observation.observation_live_time_duration
+        return make_map_exposure_true_energy(self._pointing(observation, pointing), livetime,
                                              _require(observation, "aeff"), geom)
 
     make_exposure_irf = make_exposure
@@ -181,23 +183,26 @@ class MapDatasetMaker:
             bkg = pad_offset_axis(bkg)
         return bkg
 
-    def make_background(self, geom, observation, pointing=None):
+    def make_background(self, geom, observation, pointing=None, ontime=None):
         bkg = self.prepared_background(observation)
         fixed = observation.pointing.fixed_icrs
+        # start time and site only for the FoV rotation of alt-az backgrounds (Time arithmetic)
+        altaz = "offset" not in bkg.axes.names and bkg.fov_alignment == "ALTAZ"
         return make_map_background_irf(
             fixed if fixed is not None else self._pointing(observation, pointing),
-            observation.observation_time_duration, bkg, geom, time_start=observation.tstart,
-            fov_rotation_step=self.fov_rotation_step, oversampling=self.background_oversampling,
-            location=observation.observatory_earth_location)
+            observation.observation_time_duration if ontime is None else ontime, bkg, geom,
+            time_start=observation.tstart if altaz else None, fov_rotation_step=self.fov_rotation_step,
+            oversampling=self.background_oversampling,
+            location=observation.observatory_earth_location if altaz else None)
 
-    def make_psf(self, geom, observation, pointing=None):
+    def make_psf(self, geom, observation, pointing=None, livetime=None):
         pointing = self._pointing(observation, pointing)
-        exposure = self.make_exposure_irf(geom.squash("rad"), observation, pointing)
+        exposure = self.make_exposure_irf(geom.squash("rad"), observation, pointing, livetime)
         return make_psf_map(_require(observation, "psf"), pointing, geom, exposure)
 
-    def make_edisp_kernel(self, geom, observation, pointing=None):
+    def make_edisp_kernel(self, geom, observation, pointing=None, livetime=None):
         pointing = self._pointing(observation, pointing)
-        exposure = self.make_exposure_irf(geom.squash("energy"), observation, pointing)
+        exposure = self.make_exposure_irf(geom.squash("energy"), observation, pointing, livetime)
         return make_edisp_kernel_map(_require(observation, "edisp"), pointing, geom, exposure)
 
     @staticmethod
@@ -221,23 +226,26 @@ class MapDatasetMaker:
         """Reduced `MapDataset` of ``observation`` on the geometries of ``dataset``."""
         kwargs = {"gti": observation.gti, "meta_table": self.make_meta_table(observation)}
         geom = dataset.counts.geom
-        pointing = self._pointing(observation)  # astropy Time arithmetic: once per run
+        # once per run: pointing, and the GTI sums (astropy Time arithmetic)
+        pointing = self._pointing(observation)
+        ontime = observation.observation_time_duration
+        livetime = ontime * (1 - observation.observation_dead_time_fraction)
         kwargs["mask_safe"] = Map.from_geom(geom, data=np.ones(geom.data_shape, dtype=bool), dtype=bool)
         if "counts" in self.selection:
             kwargs["counts"] = self.make_counts(geom, observation)
         else:
             kwargs["counts"] = Map.from_geom(geom)
         if "exposure" in self.selection and dataset.exposure is not None:
-            kwargs["exposure"] = self.make_exposure(dataset.exposure.geom, observation, pointing)
+            kwargs["exposure"] = self.make_exposure(dataset.exposure.geom, observation, pointing, livetime)
         if "background" in self.selection:
-            kwargs["background"] = self.make_background(geom, observation, pointing)
+            kwargs["background"] = self.make_background(geom, observation, pointing, ontime)
         if "psf" in self.selection and dataset.psf is not None:
-            kwargs["psf"] = self.make_psf(dataset.psf.psf_map.geom, observation, pointing)
+            kwargs["psf"] = self.make_psf(dataset.psf.psf_map.geom, observation, pointing, livetime)
         if "edisp" in self.selection and dataset.edisp is not None:
             edisp_geom = dataset.edisp.edisp_map.geom
             if edisp_geom.axes[0].name.lower() == "migra":
                 raise NotImplementedError("EDispMap (migra axis) is not supported; use an EDispKernelMap")
-            kwargs["edisp"] = self.make_edisp_kernel(edisp_geom, observation, pointing)
+            kwargs["edisp"] = self.make_edisp_kernel(edisp_geom, observation, pointing, livetime)
         return dataset.__class__(name=dataset.name, **kwargs)
 
     def __repr__(self) -> str:

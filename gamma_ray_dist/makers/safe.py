@@ -16,7 +16,7 @@ from scipy.optimize import brentq
 
 from ..irf.axes import scale_forward, scale_inverse
 from ..maps import Map
-from .coords import offset_from_pointing
+from .coords import nearest_pixel, observation_pointing, offset_from_pointing
 
 __all__ = [
     "SafeMaskMaker",
@@ -126,21 +126,6 @@ def _broadcast_energy(mask_e: np.ndarray, shape) -> np.ndarray:
     return np.broadcast_to(mask_e.reshape(-1, 1, 1), shape)
 
 
-def _nearest_pixel(geom, position: SkyCoord):
-    """(iy, ix) of the pixel nearest to ``position``; outside the map the nearest edge pixel (gammapy's
-    ``get_spectrum`` of a point interpolates "nearest" with extrapolation); None if not finite."""
-    from .coords import skycoord_lonlat
-
-    lon, lat = skycoord_lonlat(position, geom.frame)
-    x, y = geom.wcs.wcs_world2pix(np.array([lon]), np.array([lat]), 0)
-    if not (np.isfinite(x[0]) and np.isfinite(y[0])):
-        return None
-    ny, nx = geom.data_shape[-2:]
-    ix = int(np.clip(np.floor(x[0] + 0.5), 0, nx - 1))
-    iy = int(np.clip(np.floor(y[0] + 0.5), 0, ny - 1))
-    return iy, ix
-
-
 class SafeMaskMaker:
     """Make the safe data range mask of a dataset (gammapy 2.1 API and defaults).
 
@@ -199,28 +184,100 @@ class SafeMaskMaker:
             return self.position
         return geom.center_skydir
 
+    # -- array-level steps (one implementation, for `run` and the reduction fast path) -----------
+    #: Methods `mask_values` computes from plain arrays (with ``position``/``fixed_offset`` unset, DL4).
+    array_methods = frozenset({"offset-max", "aeff-default", "aeff-max", "bkg-peak"})
+
+    @property
+    def supports_arrays(self) -> bool:
+        """True when `mask_values` gives this maker's whole mask (else `run` is needed)."""
+        return (self.methods <= self.array_methods and self.position is None
+                and self.fixed_offset is None and self.irfs == "DL4")
+
+    def offset_max_mask_values(self, offset: np.ndarray) -> np.ndarray:
+        """"offset-max": pixels closer than ``offset_max`` (``offset`` in deg, any shape)."""
+        return offset < float(self.offset_max.deg)
+
+    @staticmethod
+    def aeff_default_energy_mask(aeff_meta, energy_edges: np.ndarray, obs_id=None) -> np.ndarray:
+        """"aeff-default": reco bins inside the IRF's LO_THRES/HI_THRES (bool per bin)."""
+        e_max, e_min = aeff_meta.get("HI_THRES"), aeff_meta.get("LO_THRES")
+        if not e_max:
+            log.warning(f"No default upper safe energy threshold defined for obs {obs_id}")
+        if not e_min:
+            log.warning(f"No default lower safe energy threshold defined for obs {obs_id}")
+        return energy_mask_values(energy_edges, float(e_min) if e_min else None,
+                                  float(e_max) if e_max else None)
+
+    def aeff_max_energy_mask(self, aeff: Optional[np.ndarray], energy_true: np.ndarray,
+                             energy_edges: np.ndarray, where: str = "", name: str = "") -> Optional[np.ndarray]:
+        """"aeff-max" (DL4): reco bins above the energy where ``aeff`` (m2 at the true-energy centres,
+        None if unknown) crosses ``aeff_percent`` % of its maximum; None when it is all zero (the
+        whole mask is then False, as gammapy, with its warning naming ``where`` and ``name``)."""
+        if aeff is None or not np.any(aeff > 0.0):
+            log.warning(f"Effective area is all zero at {where}. No safe energy band can be defined for the "
+                        f"dataset '{name}': setting `mask_safe` to all False.")
+            return None
+        energy_min = aeff_max_threshold(energy_true, aeff, self.aeff_percent)
+        return energy_mask_values(energy_edges, energy_min)
+
+    @staticmethod
+    def bkg_peak_energy_mask(background: np.ndarray, energy_edges: np.ndarray) -> np.ndarray:
+        """"bkg-peak": reco bins from the peak of the background spectrum up."""
+        spectrum = np.nansum(np.asarray(background, dtype=np.float64), axis=(-2, -1))
+        idx = int(np.argmax(spectrum))
+        return energy_mask_values(energy_edges, energy_edges[idx])
+
+    def mask_values(self, background: np.ndarray, energy_edges: np.ndarray, offset: Optional[np.ndarray] = None,
+                    aeff_meta=None, aeff_at_center: Optional[np.ndarray] = None,
+                    energy_true: Optional[np.ndarray] = None, obs_id=None, name: str = "",
+                    center: str = "the cutout centre") -> np.ndarray:
+        """The safe mask of `array_methods` from plain arrays (bool, ``background.shape``).
+
+        Parameters
+        ----------
+        background : np.ndarray
+            Predicted background ``(n_energy, ny, nx)`` (before any FoV normalisation).
+        energy_edges : np.ndarray
+            Reco-energy bin edges (TeV).
+        offset : np.ndarray, optional
+            Pixel offsets from the pointing (deg, ``(ny, nx)``), for "offset-max".
+        aeff_meta : mapping, optional
+            Effective-area header (LO_THRES/HI_THRES), for "aeff-default".
+        aeff_at_center, energy_true : np.ndarray, optional
+            Effective area (m2) at the map centre and its true energies (TeV), for "aeff-max".
+        obs_id, name, center : optional
+            For the warnings (observation id, dataset name, where the effective area was read).
+        """
+        mask = mask_bkg_invalid_values(background)
+        if "offset-max" in self.methods:
+            mask &= self.offset_max_mask_values(offset)[None]
+        if "aeff-default" in self.methods:
+            mask &= self.aeff_default_energy_mask(aeff_meta, energy_edges, obs_id)[:, None, None]
+        if "aeff-max" in self.methods:
+            mask_e = self.aeff_max_energy_mask(aeff_at_center, energy_true, energy_edges, center, name)
+            if mask_e is None:
+                mask[...] = False
+            else:
+                mask &= mask_e[:, None, None]
+        if "bkg-peak" in self.methods:
+            mask &= self.bkg_peak_energy_mask(background, energy_edges)[:, None, None]
+        return mask
+
     # -- single masks (bool arrays shaped like the counts cube) -------------------------------
     def make_mask_offset_max(self, dataset, observation) -> np.ndarray:
         if observation is None:
             raise ValueError("Method 'offset-max' requires an observation object.")
         geom = dataset._geom
-        image = mask_offset_max_values(geom, observation.get_pointing_icrs(observation.tmid),
-                                       float(self.offset_max.deg))
+        image = self.offset_max_mask_values(offset_from_pointing(geom.to_image(), observation_pointing(observation)))
         return np.broadcast_to(image, geom.data_shape)
 
-    @staticmethod
-    def make_mask_energy_aeff_default(dataset, observation) -> np.ndarray:
+    @classmethod
+    def make_mask_energy_aeff_default(cls, dataset, observation) -> np.ndarray:
         if observation is None:
             raise ValueError("Method 'aeff-default' requires an observation object.")
-        meta = observation.aeff.meta
-        e_max, e_min = meta.get("HI_THRES"), meta.get("LO_THRES")
-        if not e_max:
-            log.warning(f"No default upper safe energy threshold defined for obs {observation.obs_id}")
-        if not e_min:
-            log.warning(f"No default lower safe energy threshold defined for obs {observation.obs_id}")
         geom = dataset._geom
-        mask = energy_mask_values(_energy_edges(geom), float(e_min) if e_min else None,
-                                  float(e_max) if e_max else None)
+        mask = cls.aeff_default_energy_mask(observation.aeff.meta, _energy_edges(geom), observation.obs_id)
         return _broadcast_energy(mask, geom.data_shape)
 
     def make_mask_energy_aeff_max(self, dataset, observation=None) -> np.ndarray:
@@ -233,22 +290,20 @@ class SafeMaskMaker:
             values = aeff.evaluate_values(energy_true=e_edges,
                                           offset=np.full(e_edges.shape, self._get_offset_deg(observation)))
             energy_min = float(np.min(e_edges[values > self.aeff_percent * np.max(values) / 100]))
-        else:
-            exposure = dataset.exposure
-            position = self._get_position(observation, geom)
-            pix = _nearest_pixel(exposure.geom, position)
-            aeff = None
-            if pix is not None:
-                livetime = u.Quantity(exposure.meta["livetime"], "s").value
-                aeff = np.asarray(exposure.data[:, pix[0], pix[1]], dtype=np.float64) / livetime
-            if aeff is None or not np.any(aeff > 0.0):
-                log.warning(f"Effective area is all zero at [{position.to_string('dms')}]. No safe energy "
-                            f"band can be defined for the dataset '{dataset.name}': setting `mask_safe` "
-                            "to all False.")
-                return np.zeros(geom.data_shape, dtype=bool)
-            e_true = np.asarray(exposure.geom.axes["energy_true"].center_values, dtype=np.float64)
-            energy_min = aeff_max_threshold(e_true, aeff, self.aeff_percent)
-        return _broadcast_energy(energy_mask_values(_energy_edges(geom), energy_min), geom.data_shape)
+            return _broadcast_energy(energy_mask_values(_energy_edges(geom), energy_min), geom.data_shape)
+        exposure = dataset.exposure
+        position = self._get_position(observation, geom)
+        pix = nearest_pixel(exposure.geom, position)
+        aeff = None
+        if pix is not None:
+            livetime = u.Quantity(exposure.meta["livetime"], "s").value
+            aeff = np.asarray(exposure.data[:, pix[0], pix[1]], dtype=np.float64) / livetime
+        e_true = np.asarray(exposure.geom.axes["energy_true"].center_values, dtype=np.float64)
+        mask = self.aeff_max_energy_mask(aeff, e_true, _energy_edges(geom), f"[{position.to_string('dms')}]",
+                                         dataset.name)
+        if mask is None:
+            return np.zeros(geom.data_shape, dtype=bool)
+        return _broadcast_energy(mask, geom.data_shape)
 
     def make_mask_energy_edisp_bias(self, dataset, observation=None) -> np.ndarray:
         if self.fixed_offset is not None and observation is None:
@@ -266,10 +321,8 @@ class SafeMaskMaker:
         if self.irfs == "DL3":
             raise NotImplementedError("bkg-peak with irfs='DL3' is not implemented; use 'DL4'")
         geom = dataset._geom
-        spectrum = np.nansum(np.asarray(dataset.npred_background().data, dtype=np.float64), axis=(-2, -1))
-        edges = _energy_edges(geom)
-        idx = int(np.argmax(spectrum))
-        return _broadcast_energy(energy_mask_values(edges, edges[idx]), geom.data_shape)
+        mask = self.bkg_peak_energy_mask(dataset.npred_background().data, _energy_edges(geom))
+        return _broadcast_energy(mask, geom.data_shape)
 
     @staticmethod
     def make_mask_bkg_invalid(dataset) -> np.ndarray:

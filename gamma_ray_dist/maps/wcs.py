@@ -15,6 +15,8 @@ geometry, and ``WcsGeom.region_mask`` returns a map.
 from __future__ import annotations
 
 import copy as _copy
+from collections import OrderedDict
+import functools
 import operator
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,9 @@ from .regions import region_mask_values
 from .sphere import angular_separation, pixel_solid_angles
 
 __all__ = ["WcsGeom", "Map", "WcsNDMap", "pix_tuple_to_idx"]
+
+#: Cutout geometries kept per parent geometry (one per distinct window: pointings of a run).
+_CUTOUT_CACHE_SIZE = 64
 
 
 
@@ -269,8 +274,10 @@ class WcsGeom:
 
     @property
     def center_skydir(self) -> SkyCoord:
-        pix = self.center_pix
-        return SkyCoord.from_pixel(pix[0], pix[1], self._wcs)
+        if "center_skydir" not in self._cache:  # geometries are immutable: computed once
+            pix = self.center_pix
+            self._cache["center_skydir"] = SkyCoord.from_pixel(pix[0], pix[1], self._wcs)
+        return self._cache["center_skydir"]
 
     # -- plain-array hot paths --------------------------------------------------------------------
     def pixel_centers(self) -> tuple[np.ndarray, np.ndarray]:
@@ -404,7 +411,10 @@ class WcsGeom:
                        axes=self._axes.copy() + list(axes))
 
     def squash(self, axis_name: str) -> "WcsGeom":
-        return self.to_image().to_cube(self._axes.squash(axis_name))
+        key = ("squash", axis_name)
+        if key not in self._cache:  # immutable: the same object (and its pixel centres) every time
+            self._cache[key] = self.to_image().to_cube(self._axes.squash(axis_name))
+        return self._cache[key]
 
     def drop(self, axis_name: str) -> "WcsGeom":
         return self.to_image().to_cube(self._axes.drop(axis_name))
@@ -440,7 +450,9 @@ class WcsGeom:
                min_npix: int = 1) -> "WcsGeom":
         """Geometry of the window of ``width`` (deg or Angle; scalar or (lon, lat)) around ``position``.
 
-        The window is the one astropy's ``Cutout2D`` selects, as in gammapy.
+        The window is the one astropy's ``Cutout2D`` selects, as in gammapy. "trim" cutouts are
+        cached per window (see `_cached_cutout`): the same window gives the same (immutable)
+        geometry object, with its pixel centres and solid angles already computed.
         """
         if isinstance(position, tuple):
             position = SkyCoord(*position, unit="deg", frame=self._frame)
@@ -448,23 +460,59 @@ class WcsGeom:
         width_npix = np.clip((width / self.pixel_scales).to_value(""), min_npix, None)
         if odd_npix:
             width_npix = (np.ceil(width_npix) // 2 * 2 + 1).astype(int)
+        key = self._window_key(position, width_npix, mode)
+        cutouts = self._cache.setdefault("cutouts", OrderedDict())
+        if key is not None and key in cutouts:
+            cutouts.move_to_end(key)
+            return cutouts[key]
         dummy = np.broadcast_to(np.False_, (self._ny, self._nx))
         try:
             c2d = Cutout2D(data=dummy, wcs=self._wcs, position=position, size=width_npix[::-1], mode=mode)
         except (NoOverlapError, PartialOverlapError, ValueError) as exc:
             raise MapError(f"cutout at {position} of width {width} (mode={mode!r}): {exc}") from exc
-        return self._init_copy(wcs=c2d.wcs, npix=c2d.shape[::-1])
+        geom = self._init_copy(wcs=c2d.wcs, npix=c2d.shape[::-1])
+        large = tuple((sl.start, sl.stop) for sl in c2d.slices_original)
+        if key is not None and key[-1] == large:  # our window arithmetic agrees with Cutout2D's
+            cutouts[key] = geom
+            while len(cutouts) > _CUTOUT_CACHE_SIZE:
+                cutouts.popitem(last=False)
+        return geom
+
+    def _window_key(self, position: SkyCoord, width_npix: np.ndarray, mode: str):
+        """Cache key of a "trim" cutout: the window ``Cutout2D`` would select, computed as it does
+        (``skycoord_to_pixel`` with all distortions, ``overlap_slices``); None when not cached."""
+        if mode != "trim" or not isinstance(position, SkyCoord) or not position.isscalar:
+            return None
+        if position.frame.name == self._frame:  # no transform (a pointing carries obstime/location)
+            lon, lat = position.spherical.lon.deg, position.spherical.lat.deg
+        else:
+            lon, lat, _ = skycoord_to_lonlat(position, self._frame)
+        x, y = self._wcs.all_world2pix(np.array([lon]), np.array([lat]), 0)
+        if not (np.isfinite(x[0]) and np.isfinite(y[0])):
+            return None
+        size = (int(np.round(width_npix[1])), int(np.round(width_npix[0])))
+        try:
+            large, _ = overlap_slices((self._ny, self._nx), size, (float(y[0]), float(x[0])), mode="trim")
+        except (NoOverlapError, PartialOverlapError, ValueError):
+            return None
+        return mode, size, tuple((sl.start, sl.stop) for sl in large)
 
     def cutout_slices(self, geom: "WcsGeom", mode: str = "partial") -> dict:
         """Slices of this (cutout) geometry inside the parent ``geom`` and vice versa.
 
         Returns ``{"parent-slices": (slice_y, slice_x), "cutout-slices": (slice_y, slice_x)}``.
         """
+        cache = self._cache.setdefault("cutout_slices", {})
+        cached = cache.get((id(geom), mode))
+        if cached is not None and cached[0] is geom:
+            return cached[1]
         x, y = geom.to_image().coord_to_pix(self.center_skydir)
         parent, cutout = overlap_slices(large_array_shape=geom.data_shape[-2:],
                                         small_array_shape=self.data_shape[-2:],
                                         position=[float(np.ravel(y)[0]), float(np.ravel(x)[0])], mode=mode)
-        return {"parent-slices": parent, "cutout-slices": cutout}
+        result = {"parent-slices": parent, "cutout-slices": cutout}
+        cache[(id(geom), mode)] = (geom, result)
+        return result
 
     # -- masks ------------------------------------------------------------------------------------
     def region_mask(self, regions, inside: bool = True):
@@ -512,6 +560,14 @@ class WcsGeom:
 
     __hash__ = object.__hash__
 
+    def __deepcopy__(self, memo) -> "WcsGeom":
+        # the cache holds derived objects (and cached cutouts): a copy starts without it
+        new = self.__class__.__new__(self.__class__)
+        memo[id(self)] = new
+        for key, value in self.__dict__.items():
+            new.__dict__[key] = {} if key == "_cache" else _copy.deepcopy(value, memo)
+        return new
+
     def __getstate__(self):
         # The cache holds derived arrays only; rebuild it lazily after unpickling (e.g. on a Ray worker).
         state = self.__dict__.copy()
@@ -538,6 +594,18 @@ class WcsGeom:
 
 
 # ---- maps on a WcsGeom -----------------------------------------------------------------------------
+
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_unit(text: str) -> u.UnitBase:
+    return u.Unit(text)
+
+
+def as_unit(unit) -> u.UnitBase:
+    """``u.Unit(unit)``, with unit strings parsed once per process (astropy re-parses them at every
+    call, a noticeable cost for the maps of every observation)."""
+    return _parse_unit(unit) if isinstance(unit, str) else u.Unit(unit)
 
 
 class Map:
@@ -617,7 +685,7 @@ class WcsNDMap(Map):
             unit = data.unit
             data = data.value
         self.data = data
-        self._unit = u.Unit(unit)
+        self._unit = as_unit(unit)
         self.meta = {} if meta is None else meta
 
     # -- basic properties -------------------------------------------------------------------------

@@ -1,9 +1,11 @@
-"""Fast path of `reduce_observation`: the makers' maths on the cutout window of the stacked geometry.
+"""Fast path of `reduce_observation`: the makers' array functions on the cutout window of the stacked
+geometry.
 
-Plain arrays only: no per-observation maps, WCS copies or SkyCoord/Time arithmetic; per-process caches of
-the stacked pixel centres, solid angles and cutout windows. Covers the makers' usual configurations
-(`_fast_spec_supported`); `gamma_ray_dist.reduction` falls back to the makers for anything else.
-tests/test_reduction.py checks both paths agree.
+Plain arrays only: no per-observation maps, WCS copies or SkyCoord/Time arithmetic; per-process caches
+of the stacked pixel centres, solid angles and cutout windows. Each step calls the array-level
+functions the makers' ``run`` methods call (`makers.projection`, ``SafeMaskMaker.*_mask_values``,
+``FoVBackgroundMaker.normalise``). Covers the makers' usual configurations (`fast_spec_supported`);
+`dispatch` falls back to the makers for anything else. tests/test_reduction.py checks both agree.
 """
 from __future__ import annotations
 
@@ -16,33 +18,32 @@ from collections import OrderedDict
 import numpy as np
 from astropy import units as u
 
-from .errors import GammaRayDistError, IRFError, ObservationError
-from .reduction import (  # shared helpers of both paths
+from ..datasets.partial import crop_window
+from ..errors import GammaRayDistError, IRFError, ObservationError
+from .spec import (
     ObservationOutsideGeometry,
     ReductionSpec,
-    _SpecCache,
-    _filename,
-    _prepare,
+    SpecCache,
+    observation_filename,
+    prepare,
 )
+
+__all__ = ["fast_spec_supported", "fast_context", "reduce_fast"]
 
 log = logging.getLogger(__name__)
 
-_FAST_SAFE_METHODS = {"offset-max", "aeff-default", "aeff-max", "bkg-peak"}
 _WINDOW_CACHE_SIZE = 256
 
 
-def _fast_spec_supported(spec: ReductionSpec) -> bool:
+def fast_spec_supported(spec: ReductionSpec) -> bool:
     """True when the fast path reproduces the makers for this spec (else the makers run)."""
-    maker, safe, fov = _prepare(spec)[2]
+    prepared = prepare(spec)
+    maker, safe = prepared.maker, prepared.safe
     if set(maker.selection) != set(maker.available_selection):
         return False
-    if not set(safe.methods) <= _FAST_SAFE_METHODS:
+    if not safe.supports_arrays:
         return False
-    if safe.position is not None or safe.fixed_offset is not None or safe.irfs != "DL4":
-        return False
-    if fov is not None and getattr(fov, "_method", None) not in ("fit", "scale"):
-        return False
-    geoms = _prepare(spec)[0].geoms
+    geoms = prepared.stacked.geoms
     if any(geoms.get(k) is None for k in ("geom", "geom_exposure", "geom_psf", "geom_edisp")):
         return False
     if geoms["geom_edisp"].axes[0].name != "energy":  # EDispMap (migra) is not supported anyway
@@ -58,9 +59,9 @@ class _Window:
                  "exclusion", "counts_geom")
 
     def __init__(self, ctx, spec, fine_geom_cut, coarse_geom_cut):
-        from .datasets.stacking import grid_centres_in, overlap_bounds
-        from .makers.fov import exclusion_mask_values
-        from .makers.safe import _nearest_pixel
+        from ..datasets.stacking import grid_centres_in, overlap_bounds
+        from ..makers.fov import exclusion_mask_values
+        from ..makers.coords import nearest_pixel
 
         fine_parent, fine_cut = overlap_bounds(ctx.fine_image.wcs, ctx.fine_shape, fine_geom_cut.wcs,
                                                tuple(fine_geom_cut.data_shape[-2:]))
@@ -69,7 +70,7 @@ class _Window:
         self.fine_bounds, self.coarse_bounds = fine_parent, coarse_parent
         self.fine_cut, self.coarse_cut = fine_cut, coarse_cut
         # aeff-max reads the exposure at the pixel nearest to the cutout centre (SafeMaskMaker)
-        self.aeff_pix = _nearest_pixel(fine_geom_cut, fine_geom_cut.center_skydir)
+        self.aeff_pix = nearest_pixel(fine_geom_cut, fine_geom_cut.center_skydir)
         # stacking weights: coarse pixel centres in the fine cutout grid (PartialDataset.from_dataset)
         self.psf_pix = grid_centres_in(coarse_geom_cut.wcs, tuple(coarse_geom_cut.data_shape[-2:]),
                                        fine_geom_cut.wcs)
@@ -86,11 +87,12 @@ class _FastContext:
     def __init__(self, spec: ReductionSpec):
         from astropy.wcs.utils import proj_plane_pixel_scales
 
-        from .makers.coords import pixel_centers_icrs
+        from ..makers.coords import pixel_centers_icrs
 
-        stacked, geometry, (maker, safe, fov) = _prepare(spec)
-        self.maker, self.safe, self.fov = maker, safe, fov
-        geoms = stacked.geoms
+        prepared = prepare(spec)
+        self.maker, self.safe, self.fov = prepared.maker, prepared.safe, prepared.fov
+        geometry = prepared.geometry
+        geoms = prepared.stacked.geoms
         self.geom = geoms["geom"]
         self.fine_image = self.geom.to_image()
         self.coarse_image = geoms["geom_psf"].to_image()
@@ -120,7 +122,7 @@ class _FastContext:
         ``Cutout2D``, mode "trim") selects it; None if our arithmetic disagrees with the real cutout."""
         from astropy.nddata.utils import overlap_slices
 
-        from .datasets.irf_maps import IRF_MIN_NPIX
+        from ..datasets.irf_maps import IRF_MIN_NPIX
 
         key = []
         for image, scales, shape, min_npix in (
@@ -157,66 +159,41 @@ class _FastContext:
         return win
 
 
-_fast_context = _SpecCache(_FastContext, maxsize=8)
+fast_context = SpecCache(_FastContext, maxsize=8)
 
 
-class _FoVDataset:
-    """The parts of a `MapDataset` that `FoVBackgroundMaker`'s checks and fit read."""
-
-    def __init__(self, name, background, model, energy_centers):
-        self.name = name
-        self._background = background
-        self.background_model = model
-        self._energy = energy_centers
-
-    class _Data:
-        def __init__(self, data):
-            self.data = data
-
-    @property
-    def background(self):
-        return self._Data(self._background)
-
-    def background_factor(self):
-        return self.factor()
-
-    def factor(self) -> np.ndarray:
-        model = self.background_model
-        if model is None:
-            return np.ones((self._energy.size, 1, 1))
-        return np.asarray(model.evaluate_values(self._energy), dtype=float).reshape(-1, 1, 1)
+def _model_factor(model, energy_centers: np.ndarray) -> np.ndarray:
+    """The FoV background model's factor per reco-energy bin, shaped (n, 1, 1)."""
+    return np.asarray(model.evaluate_values(energy_centers), dtype=float).reshape(-1, 1, 1)
 
 
 @functools.lru_cache(maxsize=1)
 def _default_reference():
     from astropy.time import Time
 
-    from .datasets.partial import time_to_tuple
+    from ..datasets.partial import time_to_tuple
 
     return time_to_tuple(Time("2000-01-01"))
 
 
-def _crop(data: np.ndarray, bounds, dtype) -> np.ndarray:
-    """``PartialDataset.from_dataset``'s crop: window, dtype, NaN/inf -> finite (checked first: the
-    maps are finite by construction, ``np.nan_to_num`` costs several passes)."""
-    (y0, y1), (x0, x1) = bounds
-    out = np.asarray(data[..., y0:y1, x0:x1], dtype=dtype)
-    if out.dtype.kind == "f" and not np.isfinite(out).all():
-        out = np.nan_to_num(out)
-    return np.ascontiguousarray(out)
+def reduce_fast(obs, spec: ReductionSpec, ctx: _FastContext, t0: float):
+    """`reduce_observation` on plain arrays; None when this observation needs the makers.
 
-
-def _reduce_fast(obs, spec: ReductionSpec, ctx: _FastContext, t0: float):
-    """`reduce_observation` on plain arrays; None when this observation needs the makers."""
-    from .datasets.partial import PartialDataset, time_to_tuple
-    from .datasets.stacking import mask_linear, mask_nearest
-    from .irf.core import TableIRF
-    from .maps.errors import MapError
-    from .maps.sphere import angular_separation
-    from .makers import safe as safe_mod
-    from .makers.coords import fov_icrs_lonlat, skycoord_lonlat
-    from .makers.fov import scale_norm_values
-    from .makers.projection import (
+    Parameters
+    ----------
+    obs : Observation
+    spec : ReductionSpec
+    ctx : the spec's `fast_context`
+    t0 : float
+        ``time.perf_counter()`` at the start of the task (for the ``read`` timing).
+    """
+    from ..datasets.partial import PartialDataset, time_to_tuple
+    from ..datasets.stacking import mask_linear, mask_nearest
+    from ..irf.core import TableIRF
+    from ..maps.errors import MapError
+    from ..maps.sphere import angular_separation
+    from ..makers.coords import fov_icrs_lonlat, skycoord_lonlat
+    from ..makers.projection import (
         aeff_values,
         background_rate_values,
         bin_events,
@@ -234,7 +211,7 @@ def _reduce_fast(obs, spec: ReductionSpec, ctx: _FastContext, t0: float):
         raise
     except Exception as exc:  # noqa: BLE001
         raise ObservationError(f"cannot get the pointing: {type(exc).__name__}: {exc}", obs_id,
-                               _filename(obs, "events")) from exc
+                               observation_filename(obs, "events")) from exc
     if info is None or info.fixed_icrs is None:
         return None  # drift-scan pointing: time-dependent, the makers handle it
     aeff, edisp, psf, bkg_irf = obs.aeff, obs.edisp, obs.psf, obs.bkg
@@ -260,7 +237,7 @@ def _reduce_fast(obs, spec: ReductionSpec, ctx: _FastContext, t0: float):
         raise ObservationOutsideGeometry(
             f"the cutout of width {spec.width} deg around the pointing (ra={ra0:.3f}, "
             f"dec={dec0:.3f}) does not overlap the stacked geometry", obs_id,
-            _filename(obs, "events")) from exc
+            observation_filename(obs, "events")) from exc
     if win is None:
         return None
     (fy0, fy1), (fx0, fx1) = win.fine_bounds
@@ -311,72 +288,43 @@ def _reduce_fast(obs, spec: ReductionSpec, ctx: _FastContext, t0: float):
         raise
     except (OSError, KeyError, ValueError, TypeError, IndexError) as exc:
         raise ObservationError(f"map making failed: {type(exc).__name__}: {exc}", obs_id,
-                               _filename(obs, "events")) from exc
+                               observation_filename(obs, "events")) from exc
     for what, hdu, values in (("exposure", "aeff", exposure), ("background", "bkg", background),
                               ("psf", "psf", psf_map), ("edisp", "edisp", edisp_map)):
         if not np.all(np.isfinite(values)):
             raise IRFError(f"the {hdu} IRF gives non-finite values in the {what} map (NaN or inf in the "
-                           "IRF table?)", obs.obs_id, _filename(obs, hdu))
+                           "IRF table?)", obs.obs_id, observation_filename(obs, hdu))
     t_make = time.perf_counter()
 
     # -- safe mask (SafeMaskMaker.run) ------------------------------------------------------------
     shape = background.shape
-    mask = safe_mod.mask_bkg_invalid_values(background)
-    if "offset-max" in safe.methods:
-        mask &= (offset < float(safe.offset_max.deg))[None]
-    if "aeff-default" in safe.methods:
-        e_max, e_min = aeff.meta.get("HI_THRES"), aeff.meta.get("LO_THRES")
-        if not e_max:
-            safe_mod.log.warning(f"No default upper safe energy threshold defined for obs {obs_id}")
-        if not e_min:
-            safe_mod.log.warning(f"No default lower safe energy threshold defined for obs {obs_id}")
-        mask &= safe_mod.energy_mask_values(ctx.energy_edges, float(e_min) if e_min else None,
-                                            float(e_max) if e_max else None)[:, None, None]
-    if "aeff-max" in safe.methods:
+    aeff_at_center = None
+    if "aeff-max" in safe.methods and win.aeff_pix is not None:
         pix = win.aeff_pix
-        spectrum = None
-        if pix is not None:
-            spectrum = np.asarray(exposure[:, pix[0], pix[1]], dtype=np.float64) / livetime
-        if spectrum is None or not np.any(spectrum > 0.0):
-            safe_mod.log.warning(f"Effective area is all zero at the cutout centre. No safe energy band can be "
-                                 f"defined for the dataset 'obs-{obs_id}': setting `mask_safe` to all False.")
-            mask[...] = False
-        else:
-            energy_min = safe_mod.aeff_max_threshold(ctx.e_true_centers, spectrum, safe.aeff_percent)
-            mask &= safe_mod.energy_mask_values(ctx.energy_edges, energy_min)[:, None, None]
-    if "bkg-peak" in safe.methods:
-        spectrum = np.nansum(background, axis=(-2, -1))
-        idx = int(np.argmax(spectrum))
-        mask &= safe_mod.energy_mask_values(ctx.energy_edges, ctx.energy_edges[idx])[:, None, None]
+        aeff_at_center = np.asarray(exposure[:, pix[0], pix[1]], dtype=np.float64) / livetime
+    mask = safe.mask_values(background, ctx.energy_edges, offset=offset, aeff_meta=aeff.meta,
+                            aeff_at_center=aeff_at_center, energy_true=ctx.e_true_centers,
+                            obs_id=obs_id, name=f"obs-{obs_id}")
     t_safe = time.perf_counter()
 
     # -- FoV background normalisation (FoVBackgroundMaker.run) -----------------------------------
     status, model = "none", None
     if fov is not None:
-        model_ds = _FoVDataset(f"obs-{obs_id}", background, None, ctx.energy_centers)
-        from .modeling.models import FoVBackgroundModel
+        from ..modeling.models import FoVBackgroundModel
 
-        model = FoVBackgroundModel(dataset_name=model_ds.name,
-                                   spectral_model=fov.default_spectral_model.copy())
-        model_ds.background_model = model
+        name = f"obs-{obs_id}"
+        model = FoVBackgroundModel(dataset_name=name, spectral_model=fov.default_spectral_model.copy())
+        factor = _model_factor(model, ctx.energy_centers)
         fit_mask = win.exclusion if win.exclusion is not None else np.ones(shape, dtype=bool)
         fmask = mask & fit_mask
-        bkg_pred = background * model_ds.factor()
+        bkg_pred = background * factor
         npred = np.maximum(bkg_pred, 0)
         fmask = fmask & ~np.isnan(npred)
-        counts_f = counts.astype(np.float64)
-        status = "failed: requirements"
-        if fov._verify_requirements(model_ds, counts_f, npred, bkg_pred, fmask):
-            if fov.method == "fit":
-                status = fov._fit(model_ds, counts_f, npred, bkg_pred, fmask)
-            else:
-                value, error = scale_norm_values(counts_f, npred, bkg_pred, fmask)
-                norm = model.spectral_model.norm
-                norm.value, norm.error = value, error
-                status = "scaled"
+        status = fov.normalise(model.spectral_model, counts.astype(np.float64), npred, bkg_pred, fmask, name,
+                               unscaled=lambda: background * _model_factor(model, ctx.energy_centers))
         if status.startswith("failed"):
             mask = np.zeros(shape, dtype=bool)
-        factor = model_ds.factor()
+        factor = _model_factor(model, ctx.energy_centers)
     else:
         factor = np.ones((shape[0], 1, 1))
     t_fov = time.perf_counter()
@@ -384,19 +332,19 @@ def _reduce_fast(obs, spec: ReductionSpec, ctx: _FastContext, t0: float):
     # -- the partial (PartialDataset.from_dataset) ------------------------------------------------
     cut = win.fine_cut
     mask_image = mask.any(axis=0)
-    counts_out = np.ascontiguousarray(_crop(counts * mask, cut, np.int64))
-    background_out = _crop(background * factor * mask, cut, np.float64)
-    exposure_out = _crop(exposure * mask_image, cut, np.float64)
+    counts_out = np.ascontiguousarray(crop_window(counts * mask, cut, np.int64))
+    background_out = crop_window(background * factor * mask, cut, np.float64)
+    exposure_out = crop_window(exposure * mask_image, cut, np.float64)
     livetime_out = livetime if mask_image.any() else float("nan")
     pix_x, pix_y = win.psf_pix
     w = mask_nearest(mask_image, pix_x, pix_y)[np.newaxis, np.newaxis]
     ccut = win.coarse_cut
     # (from_dataset's inner nan_to_num: the products of finite maps are finite)
-    psf_w = _crop(psf_map * irf_exposure * w, ccut, np.float64)
-    psf_e = _crop(irf_exposure * w, ccut, np.float64)
+    psf_w = crop_window(psf_map * irf_exposure * w, ccut, np.float64)
+    psf_e = crop_window(irf_exposure * w, ccut, np.float64)
     w = mask_linear(mask, pix_x, pix_y)[np.newaxis]
-    edisp_w = _crop(edisp_map * irf_exposure * w, ccut, np.float64)
-    edisp_e = _crop(irf_exposure * w.any(axis=1, keepdims=True), ccut, np.float64)
+    edisp_w = crop_window(edisp_map * irf_exposure * w, ccut, np.float64)
+    edisp_e = crop_window(irf_exposure * w.any(axis=1, keepdims=True), ccut, np.float64)
     gti = obs.gti
     gti_start = gti_stop = np.zeros(0)
     gti_ref = _default_reference()
@@ -415,7 +363,7 @@ def _reduce_fast(obs, spec: ReductionSpec, ctx: _FastContext, t0: float):
     partial = PartialDataset(
         obs_id=int(obs_id), fine_bounds=win.fine_bounds, coarse_bounds=win.coarse_bounds,
         counts=counts_out, background=background_out, exposure=exposure_out,
-        mask_safe=_crop(mask, cut, bool), mask_fit=None,
+        mask_safe=crop_window(mask, cut, bool), mask_fit=None,
         psf_weighted=psf_w, psf_exposure=psf_e, edisp_weighted=edisp_w, edisp_exposure=edisp_e,
         gti_start=np.ascontiguousarray(gti_start), gti_stop=np.ascontiguousarray(gti_stop),
         gti_reference=gti_ref, livetime=livetime_out, fov_norm=norm, fov_tilt=tilt,
