@@ -1,0 +1,5 @@
+"""Sky-map estimators: `TSMapEstimator`, `ExcessMapEstimator` and their result, `FluxMaps`."""
+from .core import EstimatorInputError, FluxMaps
+from .ts import TSMapEstimator
+
+__all__ = ["FluxMaps", "TSMapEstimator", "EstimatorInputError"]
