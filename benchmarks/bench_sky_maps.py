@@ -118,8 +118,9 @@ def survey(npix: int, backend, tile_size: int) -> None:
     rng = np.random.default_rng(0)
     bkg = np.full(geom.data_shape, 0.05)
     ds.background.data = bkg
-    ds.exposure.data[...] = 1e10
-    ds.exposure._unit = u.Unit("cm2 s") if hasattr(ds.exposure, "_unit") else ds.exposure.unit
+    ds.exposure.data = np.full(ds.exposure.data.shape, 1e6)  # m2 s
+    if ds.mask_safe is not None:
+        ds.mask_safe.data = np.ones(geom.data_shape, dtype=bool)
     lam = bkg.copy()
     for _ in range(20):
         y, x = rng.integers(20, npix - 20, 2)
