@@ -256,4 +256,4 @@ def test_gammapy_metadata_section_is_ignored(crab_dict):
     crab_dict["metadata"] = {"creator": "Gammapy 2.1", "date": "2025-01-01", "origin": None}
     crab_dict["excess_map"] = {"correlation_radius": "0.1 deg", "parameters": {}}
     cfg = AnalysisConfig.from_dict(crab_dict)
-    assert "metadata" not in cfg.to_dict() and cfg.excess_map["correlation_radius"] == "0.1 deg"
+    assert "metadata" not in cfg.to_dict() and cfg.excess_map.correlation_radius.to_value("deg") == 0.1

@@ -54,6 +54,8 @@ __all__ = [
     "FluxPointsConfig",
     "FluxPointsEnergyConfig",
     "RayConfig",
+    "ExcessMapConfig",
+    "TsMapConfig",
 ]
 
 
@@ -528,6 +530,103 @@ class FluxPointsConfig(_Section):
                            _check_params(self.parameters, _FP_PARAMS, _join(key, "parameters")))
 
 
+_MAP_SELECTION = ("errn-errp", "ul")
+
+
+def _check_map_selection(value: Any, key: str) -> None:
+    if value in (None, "all"):
+        return
+    for v in value:
+        if v not in _MAP_SELECTION:
+            raise ConfigError(key, f"{v!r} is not supported by the map estimators; choose among "
+                                   f"{list(_MAP_SELECTION)} or 'all'")
+
+
+_EXCESS_PARAMS = {
+    "selection_optional": ("selection", {}),
+    "n_sigma": ("float", {}),
+    "n_sigma_ul": ("float", {}),
+    "correlate_off": ("bool", {}),
+}
+
+
+@dataclass(frozen=True)
+class ExcessMapConfig(_Section):
+    """``excess_map`` (gammapy's section): ``ExcessMapEstimator`` settings.
+
+    ``correlation_radius`` (default 0.1 deg); ``parameters``: ``selection_optional`` (None, "all" or a
+    list of "errn-errp", "ul"), ``n_sigma``, ``n_sigma_ul`` (float), ``correlate_off`` (bool);
+    ``energy_edges``: ``{min, max, nbins}`` (default: one bin over the dataset's energy axis).
+    The pipeline computes the map when the section is present in the configuration (`requested`).
+    """
+
+    correlation_radius: u.Quantity = _field("angle", "0.1 deg", required=True)
+    parameters: dict = _field("params", {})
+    energy_edges: EnergyAxisConfig = _field(EnergyAxisConfig)
+    requested: bool = field(default=False, compare=False)
+
+    def _check(self, key: str) -> None:
+        if self.correlation_radius.value <= 0:
+            raise ConfigError(_join(key, "correlation_radius"), f"must be > 0, got {self.correlation_radius}")
+        params = _check_params(self.parameters, _EXCESS_PARAMS, _join(key, "parameters"))
+        _check_map_selection(params.get("selection_optional"), _join(key, "parameters.selection_optional"))
+        for name in ("n_sigma", "n_sigma_ul"):
+            if name in params and not params[name] > 0:
+                raise ConfigError(_join(key, f"parameters.{name}"), f"must be > 0, got {params[name]}")
+        object.__setattr__(self, "parameters", params)
+
+    def estimator_kwargs(self) -> dict:
+        """Keyword arguments of `ExcessMapEstimator`."""
+        kwargs = dict(self.parameters, correlation_radius=self.correlation_radius)
+        if self.energy_edges.min is not None:
+            kwargs["energy_edges"] = self.energy_edges.edges()
+        return kwargs
+
+
+@dataclass(frozen=True)
+class TsMapConfig(_Section):
+    """``ts_map`` (extension): ``TSMapEstimator`` settings, same keys as the estimator.
+
+    ``kernel_width`` (angle; default the PSF kernel width + 0.2 deg), ``downsampling_factor`` (power of
+    2), ``n_sigma`` (1), ``n_sigma_ul`` (2), ``threshold``, ``rtol`` (0.01), ``selection_optional``
+    (None, "all" or a list of "errn-errp", "ul"), ``energy_edges`` ``{min, max, nbins}`` (default one
+    bin), ``sum_over_energy_groups`` (true), ``max_niter`` (100). The kernel is a point source with a
+    power law of index 2. The pipeline computes the map when the section is present (`requested`).
+    """
+
+    kernel_width: u.Quantity | None = _field("angle")
+    downsampling_factor: int | None = _field("int", min=1)
+    n_sigma: float = _field("float", 1.0, required=True)
+    n_sigma_ul: float = _field("float", 2.0, required=True)
+    threshold: float | None = _field("float")
+    rtol: float = _field("float", 0.01, required=True)
+    selection_optional: Any = _field("selection")
+    energy_edges: EnergyAxisConfig = _field(EnergyAxisConfig)
+    sum_over_energy_groups: bool = _field("bool", True)
+    max_niter: int = _field("int", 100, required=True, min=1)
+    requested: bool = field(default=False, compare=False)
+
+    def _check(self, key: str) -> None:
+        if self.kernel_width is not None and self.kernel_width.value <= 0:
+            raise ConfigError(_join(key, "kernel_width"), f"must be > 0, got {self.kernel_width}")
+        f = self.downsampling_factor
+        if f is not None and f & (f - 1):
+            raise ConfigError(_join(key, "downsampling_factor"), f"must be a power of 2, got {f}")
+        for name in ("n_sigma", "n_sigma_ul", "rtol"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(_join(key, name), f"must be > 0, got {getattr(self, name)}")
+        _check_map_selection(self.selection_optional, _join(key, "selection_optional"))
+
+    def estimator_kwargs(self) -> dict:
+        """Keyword arguments of `TSMapEstimator`."""
+        kwargs = {name: getattr(self, name) for name in (
+            "kernel_width", "downsampling_factor", "n_sigma", "n_sigma_ul", "threshold", "rtol",
+            "selection_optional", "sum_over_energy_groups", "max_niter")}
+        if self.energy_edges.min is not None:
+            kwargs["energy_edges"] = self.energy_edges.edges()
+        return kwargs
+
+
 @dataclass(frozen=True)
 class RayConfig(_Section):
     """``ray`` (extension): where and how the run executes.
@@ -577,9 +676,10 @@ class AnalysisConfig(_Section):
     datasets: DatasetsConfig = _field(DatasetsConfig)
     fit: FitConfig = _field(FitConfig)
     flux_points: FluxPointsConfig = _field(FluxPointsConfig)
-    excess_map: dict = _field("raw")  # accepted, unused
+    excess_map: ExcessMapConfig = _field(ExcessMapConfig)
     light_curve: dict = _field("raw")  # accepted, unused
     ray: RayConfig = _field(RayConfig, extension=True)
+    ts_map: TsMapConfig = _field(TsMapConfig, extension=True)
 
     _IGNORED_KEYS = ("metadata",)
 
@@ -597,7 +697,10 @@ class AnalysisConfig(_Section):
         if not isinstance(data, Mapping):
             raise ConfigError("<root>", f"expected a mapping at the top level, got {type(data).__name__}")
         _check_datasets_kind(data)
-        return _build(cls, data, "")
+        config = _build(cls, data, "")
+        for name in ("excess_map", "ts_map"):
+            object.__setattr__(getattr(config, name), "requested", name in data)
+        return config
 
     @classmethod
     def from_yaml(cls, text: str) -> "AnalysisConfig":
@@ -646,8 +749,10 @@ class AnalysisConfig(_Section):
         return replace(self, ray=_build(RayConfig, data["ray"], "ray"))
 
     def _post_dump(self, out: dict, gammapy_compatible: bool) -> dict:
-        for name in ("excess_map", "light_curve"):
-            if not out[name]:
+        if not out["light_curve"]:
+            out.pop("light_curve")
+        for name in ("excess_map", "ts_map"):
+            if name in out and not getattr(self, name).requested:
                 out.pop(name)
         return out
 

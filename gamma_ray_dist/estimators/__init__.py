@@ -10,11 +10,13 @@ from .flux_point import (
     slice_templates,
     snap_energy_bin,
 )
+from .map import EstimatorInputError, ExcessMapEstimator, FluxMaps, TSMapEstimator
 from .points import FluxPoints
 from .reference import ScaleSpectralModel, TabulatedSpectralModel
 from .sed import FluxPointsEstimator
 
 __all__ = [
+    "ExcessMapEstimator", "TSMapEstimator", "FluxMaps", "EstimatorInputError",
     "FluxPointsEstimator", "FluxPoints", "FluxPointOptions", "FluxPointJob", "NormTemplate",
     "estimate_flux_point", "estimate_flux_point_templates", "norm_templates", "slice_templates",
     "run_flux_point_job", "snap_energy_bin", "ScaleSpectralModel", "TabulatedSpectralModel",

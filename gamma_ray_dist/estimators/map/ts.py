@@ -1,0 +1,591 @@
+"""`TSMapEstimator`: test-statistic, flux and error maps of a source kernel at every pixel.
+
+Method (Stewart 2009, appendix A; the same estimates as gammapy 2.1 ``TSMapEstimator``): at every
+pixel the predicted counts in the kernel footprint are ``npred(norm) = background + norm * model``
+with ``model = kernel x reco-energy exposure`` of the kernel source (point by default, PSF- and
+EDisp-convolved, normalised to unit sum per energy bin); the best ``norm`` is the root of the Cash
+statistic's derivative, found by Brent's method between the analytic bounds of Stewart's appendix;
+``ts = cash(norm=0) - cash(norm)``, ``norm_err`` from the curvature, ``norm_ul`` / ``norm_errn`` /
+``norm_errp`` from Brent roots of ``cash(norm) - cash_best = n_sigma^2``.
+
+Speed and distribution: the dataset is reduced once to plain arrays (`prepare_ts_inputs`: counts,
+background, exposure, kernel, mask weights; optionally downsampled), shared once with the workers;
+the map is cut into tiles of pixels (`ts_tile`), and all pixels of a tile iterate together (a
+vectorised Brent with per-pixel state). Every pixel's result is a function of the shared arrays and
+of that pixel alone, so the assembled maps are bit-identical whatever the tiling or the number of
+workers.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+from astropy import units as u
+from astropy.coordinates import Angle, SkyCoord
+
+from ...maps import Map, WcsGeom
+from ...stats import TRUNCATION_VALUE, _LOG_TRUNCATION_SUM, brentq_vectorized
+from .core import EstimatorInputError, FluxMaps
+from ._inputs import check_dataset, energy_groups, estimation_mask, reco_exposure, run_jobs
+
+__all__ = ["TSMapEstimator", "TSOptions", "prepare_ts_inputs", "ts_tile", "ts_tile_jobs", "ts_pixels"]
+
+CUTOUT_MARGIN_DEG = 0.1
+_QUANTITIES = ["ts", "norm", "niter", "norm_err", "npred", "npred_excess", "stat", "stat_null", "success"]
+
+
+@dataclass(frozen=True)
+class TSOptions:
+    """Per-pixel fit settings (picklable, part of the shared inputs)."""
+
+    rtol: float = 0.01
+    max_niter: int = 100
+    n_sigma: float = 1.0
+    n_sigma_ul: float = 2.0
+    threshold: Optional[float] = None
+    ul: bool = False
+    errn_errp: bool = False
+
+
+# --- per-pixel statistics on (npix, L) arrays -----------------------------------------------------
+def _rowsum(a: np.ndarray) -> np.ndarray:
+    # C-contiguous rows reduced one by one: each row's sum depends on that row only
+    return np.ascontiguousarray(a).sum(axis=1)
+
+
+def _compact(mask: np.ndarray, width: int, *arrays: np.ndarray) -> list:
+    """Per row, the entries where ``mask`` is True moved to the front (original order kept), in
+    ``width`` columns padded with zeros. With a fixed ``width`` the layout of a row depends on that row
+    only, so row sums do not depend on which rows are processed together."""
+    n = mask.shape[0]
+    rows, cols = np.nonzero(mask)
+    dest = (np.cumsum(mask, axis=1) - 1)[rows, cols]
+    out = []
+    for a in arrays:
+        packed = np.zeros((n, width))
+        packed[rows, dest] = a[rows, cols]
+        out.append(packed)
+    return out
+
+
+class _Rows:
+    """The per-pixel arrays of one fit: full rows ``b``, ``m`` and the packed ``c > 0`` entries.
+
+    Entries where counts, background and model are all zero contribute the truncation value 1e-25 to
+    a Cash sum of order 1e2 or more (no change in double precision), so they need no masking.
+    """
+
+    def __init__(self, c: np.ndarray, b: np.ndarray, m: np.ndarray, width: int):
+        self.b, self.m = b, m
+        self.cc, self.bc, self.mc = _compact(c > 0, width, c, b, m)
+        pos = self.mc > 0
+        # derivative terms c m / (x m + b) on entries with m > 0 (others: 0 / 1)
+        self.cm = np.where(pos, self.cc * self.mc, 0.0)
+        self.md = np.where(pos, self.mc, 0.0)
+        self.bd = np.where(pos, self.bc, 1.0)
+        self.s_model = _rowsum(np.where(m > 0, m, 0.0))
+        self.s_b = _rowsum(b)
+
+    def dstat(self, x: np.ndarray, idx: Optional[np.ndarray] = None) -> np.ndarray:
+        """Derivative of the Cash sum in norm, halved as in Stewart (2009): ``2 sum_m>0 m (1 - c / npred)``,
+        computed ``2 (sum_m>0 m - sum_c>0,m>0 c m / npred)``."""
+        if idx is None:
+            return 2 * (self.s_model - _rowsum(self.cm / (x[:, None] * self.md + self.bd)))
+        return 2 * (self.s_model[idx] - _rowsum(self.cm[idx] / (x[:, None] * self.md[idx] + self.bd[idx])))
+
+    def cash(self, x: np.ndarray, idx: Optional[np.ndarray] = None) -> np.ndarray:
+        """Summed Cash statistic at norm ``x`` (gammapy's compiled ``cash_sum``, truncation included)."""
+        sel = (lambda a: a) if idx is None else (lambda a: a[idx])
+        npr = sel(self.b) + x[:, None] * sel(self.m)
+        first = _rowsum(np.maximum(npr, TRUNCATION_VALUE) if np.any(npr <= TRUNCATION_VALUE) else npr)
+        nprc = sel(self.bc) + x[:, None] * sel(self.mc)
+        above = nprc > TRUNCATION_VALUE
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lognpr = np.where(above, np.log(np.where(above, nprc, 1.0)), _LOG_TRUNCATION_SUM)
+        return 2 * (first - _rowsum(sel(self.cc) * lognpr))
+
+    def d2stat(self, x: np.ndarray) -> np.ndarray:
+        bottom = (self.bc + x[:, None] * self.mc) ** 2
+        ok = bottom != 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return _rowsum(np.where(ok, self.mc**2 * self.cc / np.where(ok, bottom, 1.0), 0.0))
+
+    def norm_bounds(self):
+        """Stewart's bracket of the root and the lowest norm keeping npred >= 0 (gammapy's ``norm_bounds``)."""
+        mc, cc = self.mc, self.cc
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sn_c = np.where((mc > 0) & (cc > 0), self.bc / np.where(mc > 0, mc, 1.0), np.inf)
+            sn = np.where(self.m > 0, self.b / np.where(self.m > 0, self.m, 1.0), np.inf)
+        j = np.argmin(sn_c, axis=1)
+        rows = np.arange(cc.shape[0])
+        sn_min = sn_c[rows, j]
+        has = sn_min < 1e14
+        c_min = np.where(has, cc[rows, j], 1.0)
+        sn_min = np.where(has, sn_min, 1e14)
+        s_counts = _rowsum(cc)
+        sn_min_total = np.minimum(np.min(sn, axis=1), 1e14)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return c_min / self.s_model - sn_min, s_counts / self.s_model - sn_min, -sn_min_total
+
+
+def _confidence(rows: _Rows, norm, norm_err, stat_best, n_sigma, positive, opts: TSOptions):
+    """Distance from ``norm`` to where the statistic rises by ``n_sigma**2`` (NaN where no root)."""
+    target = stat_best + n_sigma**2
+    if positive:
+        lo, hi = norm, norm + 1e2 * norm_err
+    else:
+        lo, hi = norm - 1e2 * norm_err, norm
+
+    def f(x, idx):
+        return target[idx] - rows.cash(x, idx)
+
+    root, _, conv, ok = brentq_vectorized(f, lo, hi, rtol=opts.rtol, maxiter=opts.max_niter)
+    root = np.where(ok & conv, root, np.nan)
+    return (root - norm) * (1 if positive else -1)
+
+
+def ts_pixels(c: np.ndarray, b: np.ndarray, m: np.ndarray, norm_guess: np.ndarray, opts: TSOptions,
+              width: Optional[int] = None) -> dict:
+    """Fit the kernel norm of every row (one pixel per row; ``c``, ``b``, ``m`` of shape (npix, L)).
+
+    ``width`` (>= the largest number of ``c > 0`` entries of a row; default L) is the packed width of the
+    root-finding arrays: keep it the same for all calls whose results must be bit-identical.
+    """
+    c = np.ascontiguousarray(c, dtype=float)
+    b = np.ascontiguousarray(b, dtype=float)
+    m = np.ascontiguousarray(m, dtype=float)
+    n = c.shape[0]
+    width = c.shape[1] if width is None else int(width)
+    rows = _Rows(c, b, m, width)
+    zero = np.zeros(n)
+
+    norm_min, norm_max, norm_min_total = rows.norm_bounds()
+    trivial = (_rowsum(rows.cc) <= 0) | (rows.s_model <= 0)
+    norm = norm_min_total.copy()
+    niter = np.zeros(n)
+    success = np.ones(n, dtype=bool)
+    stat_null = rows.cash(zero)
+
+    fit = ~trivial
+    if opts.threshold is not None:
+        guess = np.where(np.isfinite(norm_guess), norm_guess, 1.0)
+        ts_guess = stat_null - rows.cash(guess)
+        default = ~(ts_guess > opts.threshold)
+        fit &= ~default
+        norm = np.where(default, guess, norm)
+    idx = np.nonzero(fit)[0]
+    if idx.size:
+        sub_rows = _Rows.__new__(_Rows)
+        for key in ("cm", "md", "bd", "s_model"):
+            setattr(sub_rows, key, getattr(rows, key)[idx])
+        x_all = np.zeros(idx.size)
+
+        def f(x, sub):
+            # all rows of the fit evaluated together (no gathers); only ``sub`` is used
+            x_all[sub] = x
+            return sub_rows.dstat(x_all)[sub]
+
+        root, it, conv, ok = brentq_vectorized(f, norm_min[idx], norm_max[idx], rtol=opts.rtol,
+                                               maxiter=opts.max_niter)
+        good = ok & conv
+        norm[idx] = np.where(good, np.maximum(root, norm_min_total[idx]), norm_min_total[idx])
+        niter[idx] = np.where(good, it, opts.max_niter)
+        success[idx] = good
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        norm_err = np.sqrt(1 / rows.d2stat(norm)) * opts.n_sigma
+    stat = rows.cash(norm)
+    out = {"ts": stat_null - stat, "norm": norm, "niter": niter, "norm_err": norm_err, "stat": stat,
+           "stat_null": stat_null, "success": success}
+    if opts.ul:
+        out["norm_ul"] = norm + _confidence(rows, norm, norm_err, stat, opts.n_sigma_ul, True, opts)
+    if opts.errn_errp:
+        out["norm_errn"] = _confidence(rows, norm, norm_err, stat, opts.n_sigma, False, opts)
+        out["norm_errp"] = _confidence(rows, norm, norm_err, stat, opts.n_sigma, True, opts)
+    npred = _rowsum(b + norm[:, None] * m)
+    out["npred"] = npred
+    out["npred_excess"] = npred - rows.s_b
+    return out
+
+
+# --- tiles ------------------------------------------------------------------------------------------
+def _windows(array: np.ndarray, shape: tuple, iy: np.ndarray, ix: np.ndarray) -> np.ndarray:
+    """``(npix, planes, ky, kx)`` cutouts of a padded ``(planes, NY, NX)`` array at unpadded positions."""
+    view = np.lib.stride_tricks.sliding_window_view(array, shape, axis=(1, 2))
+    return np.ascontiguousarray(np.moveaxis(view[:, iy, ix], 0, 1))
+
+
+def ts_tile(shared: dict, job: tuple) -> dict:
+    """Fit the pixels of one tile: ``job = (group, iy, ix)`` (pixel indices in the estimation grid)."""
+    g, iy, ix = job
+    grp = shared["groups"][g]
+    kernel = grp["kernel"]  # (n_e, ky, kx)
+    shape = kernel.shape[-2:]
+    npix = len(iy)
+    counts = _windows(grp["counts"], shape, iy, ix).reshape(npix, -1)
+    background = _windows(grp["background"], shape, iy, ix).reshape(npix, -1)
+    exposure = _windows(grp["exposure"], shape, iy, ix)
+    if grp["weights"] is not None and grp["uniform_weights"]:
+        # same mask in all energy bins: the weighted mean kernel is the plain mean where the mask is set
+        # (the same floating-point operations as the general branch below for 0/1 weights)
+        w0 = _windows(grp["weights"][:1], shape, iy, ix)[:, 0]
+        ksum = np.zeros(shape)
+        for e in range(kernel.shape[0]):
+            ksum = ksum + kernel[e]
+        kw = np.where(w0 > 0, ksum / kernel.shape[0], 0.0)
+        model = (kw[:, None] * exposure).reshape(npix, -1)
+    elif grp["weights"] is not None:
+        w = _windows(grp["weights"], shape, iy, ix)  # (npix, n_e, ky, kx)
+        num = np.zeros((npix,) + shape)
+        den = np.zeros((npix,) + shape)
+        for e in range(kernel.shape[0]):
+            num = num + kernel[e] * w[:, e]
+            den = den + w[:, e]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            kw = num / den
+        kw[~np.isfinite(kw)] = 0
+        model = (kw[:, None] * exposure).reshape(npix, -1)
+    else:
+        model = (kernel[None] * exposure).reshape(npix, -1)
+    guess = grp["norm_guess"][iy, ix] if grp["norm_guess"] is not None else np.ones(npix)
+    return ts_pixels(counts, background, model, guess, shared["options"], width=grp["width"])
+
+
+def ts_tile_jobs(mask2d_per_group: list, tile_size: int) -> list:
+    """Jobs ``(group, iy, ix)``: the estimated pixels of square tiles of ``tile_size`` pixels a side."""
+    jobs = []
+    for g, mask2d in enumerate(mask2d_per_group):
+        ny, nx = mask2d.shape
+        for y0 in range(0, ny, tile_size):
+            for x0 in range(0, nx, tile_size):
+                iy, ix = np.nonzero(mask2d[y0:y0 + tile_size, x0:x0 + tile_size])
+                if iy.size:
+                    jobs.append((g, iy + y0, ix + x0))
+    return jobs
+
+
+# --- array helpers ------------------------------------------------------------------------------
+def _shape_2n(shape, n: int = 3) -> np.ndarray:
+    shape = np.asarray(shape)
+    return shape + (2**n - np.mod(shape, 2**n))
+
+
+def _block(a: np.ndarray, f: int, how: str) -> np.ndarray:
+    p, ny, nx = a.shape
+    r = a.reshape(p, ny // f, f, nx // f, f)
+    if how == "sum":
+        return r.sum(axis=(2, 4))
+    if how == "mean":
+        return r.mean(axis=(2, 4))
+    return r.any(axis=(2, 4))
+
+
+def _upsample(data: np.ndarray, factor: int, order: int) -> np.ndarray:
+    """gammapy's ``WcsNDMap.upsample(preserve_counts=False)`` of a (planes, ny, nx) array."""
+    from scipy import ndimage
+
+    p, ny, nx = data.shape
+    ie, iy, ix = np.meshgrid(np.arange(p), np.arange(ny * factor), np.arange(nx * factor), indexing="ij")
+    pix = ((ix - 0.5 * (factor - 1)) / factor, (iy - 0.5 * (factor - 1)) / factor, ie)
+    return ndimage.map_coordinates(data.T, pix, order=order, mode="nearest")
+
+
+def _max_window_count(indicator: np.ndarray, shape: tuple, where: np.ndarray) -> int:
+    """Largest number of True entries of a padded ``(planes, NY, NX)`` indicator in a kernel window
+    centred on a pixel of ``where`` (summed-area table)."""
+    ky, kx = shape
+    total = indicator.sum(axis=0).astype(np.int64)
+    sat = np.zeros((total.shape[0] + 1, total.shape[1] + 1), dtype=np.int64)
+    sat[1:, 1:] = total.cumsum(0).cumsum(1)
+    ny, nx = where.shape
+    win = sat[ky:ky + ny, kx:kx + nx] - sat[:ny, kx:kx + nx] - sat[ky:ky + ny, :nx] + sat[:ny, :nx]
+    return int(max(1, win[where].max())) if np.any(where) else 1
+
+
+def _pad(a: np.ndarray, py: int, px: int) -> np.ndarray:
+    return np.pad(a, ((0, 0), (py, py), (px, px)))
+
+
+class TSMapEstimator:
+    """Test-statistic map estimation (gammapy 2.1 ``TSMapEstimator`` names and defaults).
+
+    Parameters
+    ----------
+    model : `SkyModel`, optional
+        Source kernel model (gammapy's ``kernel_model``; ``model`` is the pre-2.1 name). Default: point
+        source with a power law of index 2.
+    kernel_width : `~astropy.coordinates.Angle` or str, optional
+        Width of the kernel; default the PSF kernel width plus 0.2 deg (gammapy's evaluation cutout).
+    downsampling_factor : int, optional
+        Sum/average the maps over blocks of this many pixels (a power of two) before fitting, and
+        interpolate the results back (the kernel is made at the coarse pixel size).
+    n_sigma, n_sigma_ul : float
+        Sigma of ``norm_err``/asymmetric errors and of the upper limit.
+    threshold : float, optional
+        Fit only pixels whose TS at the initial flux guess exceeds this value.
+    rtol : float
+        Relative precision of the norm (Brent stopping criterion).
+    selection_optional : list of str or "all", optional
+        Among ``"errn-errp"``, ``"ul"``.
+    energy_edges : `~astropy.units.Quantity`, optional
+        Output energy bins (snapped to the dataset's bins); default one bin over the whole axis.
+    sum_over_energy_groups : bool
+        Sum counts/background/exposure over the energy bins of a group (mask-weighted kernel) or fit
+        the norm on the cube.
+    max_niter : int
+        Maximum Brent iterations.
+    backend : execution backend, optional
+        Object with ``map(fn, jobs, shared)`` and ``cpus``; None runs in-process.
+    tile_size : int
+        Side of the square pixel tiles sent to the backend (does not change any result).
+    """
+
+    tag = "TSMapEstimator"
+    _available_selection_optional = ["errn-errp", "ul"]
+
+    def __init__(self, model: Any = None, kernel_width: Any = None, downsampling_factor: Optional[int] = None,
+                 n_sigma: float = 1, n_sigma_ul: float = 2, threshold: Optional[float] = None, rtol: float = 0.01,
+                 selection_optional: Any = None, energy_edges: Any = None, sum_over_energy_groups: bool = True,
+                 max_niter: int = 100, kernel_model: Any = None, backend: Any = None, tile_size: int = 32):
+        from ...modeling.models import PointSpatialModel, PowerLawSpectralModel, SkyModel
+
+        if model is not None and kernel_model is not None:
+            raise ValueError("give either model or kernel_model (the same argument), not both")
+        kernel_model = kernel_model if kernel_model is not None else model
+        if kernel_model is None:
+            kernel_model = SkyModel(spectral_model=PowerLawSpectralModel(), spatial_model=PointSpatialModel(),
+                                    name="ts-kernel")
+        if getattr(kernel_model, "spatial_model", None) is None:
+            raise EstimatorInputError("TSMapEstimator: the kernel model needs a spatial model")
+        self.kernel_model = kernel_model
+        self.kernel_width = None if kernel_width is None else Angle(kernel_width)
+        if self.kernel_width is not None and not self.kernel_width.deg > 0:
+            raise EstimatorInputError(f"TSMapEstimator: kernel_width must be positive, got {kernel_width}")
+        if downsampling_factor not in (None, 1) and (int(downsampling_factor) != downsampling_factor or
+                                                     downsampling_factor < 1 or
+                                                     (int(downsampling_factor) & (int(downsampling_factor) - 1))):
+            raise EstimatorInputError(f"TSMapEstimator: downsampling_factor must be a power of 2, "
+                                      f"got {downsampling_factor}")
+        self.downsampling_factor = downsampling_factor
+        for name, value in (("n_sigma", n_sigma), ("n_sigma_ul", n_sigma_ul), ("rtol", rtol)):
+            if not value > 0:
+                raise EstimatorInputError(f"TSMapEstimator: {name} must be positive, got {value}")
+        if int(max_niter) < 1:
+            raise EstimatorInputError(f"TSMapEstimator: max_niter must be >= 1, got {max_niter}")
+        self.n_sigma = n_sigma
+        self.n_sigma_ul = n_sigma_ul
+        self.threshold = threshold
+        self.rtol = rtol
+        self.selection_optional = selection_optional
+        self.energy_edges = energy_edges
+        self.sum_over_energy_groups = bool(sum_over_energy_groups)
+        self.max_niter = int(max_niter)
+        self.backend = backend
+        self.tile_size = int(tile_size)
+
+    @property
+    def model(self):
+        return self.kernel_model
+
+    @property
+    def selection_optional(self) -> list:
+        return self._selection_optional
+
+    @selection_optional.setter
+    def selection_optional(self, value: Any) -> None:
+        if value is None:
+            value = []
+        elif value == "all":
+            value = list(self._available_selection_optional)
+        value = list(value)
+        unknown = [v for v in value if v not in self._available_selection_optional]
+        if unknown:
+            raise EstimatorInputError(f"{self.tag}: selection_optional {unknown} not supported; "
+                                      f"choose among {self._available_selection_optional} or 'all'")
+        self._selection_optional = value
+
+    @property
+    def selection_all(self) -> list:
+        names = list(_QUANTITIES)
+        if "errn-errp" in self.selection_optional:
+            names += ["norm_errp", "norm_errn"]
+        if "ul" in self.selection_optional:
+            names += ["norm_ul"]
+        return names
+
+    def options(self) -> TSOptions:
+        return TSOptions(rtol=float(self.rtol), max_niter=self.max_niter, n_sigma=float(self.n_sigma),
+                         n_sigma_ul=float(self.n_sigma_ul),
+                         threshold=None if self.threshold is None else float(self.threshold),
+                         ul="ul" in self.selection_optional, errn_errp="errn-errp" in self.selection_optional)
+
+    # -- kernel ----------------------------------------------------------------------------------
+    def _kernel_width_deg(self, dataset, binsz: float) -> float:
+        if self.kernel_width is not None:
+            return float(self.kernel_width.deg)
+        width = 2 * CUTOUT_MARGIN_DEG
+        if dataset.psf is not None:
+            geom = dataset.exposure.geom
+            kernel = dataset.psf.get_psf_kernel(geom=geom, position=geom.center_skydir, containment=0.999)
+            width += kernel.psf_kernel_map.geom.data_shape[-1] * binsz if hasattr(kernel, "psf_kernel_map") \
+                else np.asarray(kernel.data).shape[-1] * binsz
+        return width
+
+    def estimate_kernel(self, dataset: Any, factor: int = 1) -> np.ndarray:
+        """Kernel of the source model on the counts grid (or a ``factor`` coarser one), ``(n_reco, k, k)``,
+        normalised to unit sum per energy bin: the model placed at the map centre with the exposure of
+        the nearest exposed pixel, convolved with the PSF and EDisp there (as gammapy)."""
+        from ...datasets import MapDataset
+        from ...modeling.models import Models
+
+        geom = dataset.counts.geom
+        binsz = float(np.max(geom.pixel_scales.to_value("deg"))) * factor
+        width = self._kernel_width_deg(dataset, binsz / factor)
+        npix = int(np.ceil(width / binsz) // 2 * 2 + 1)
+        ny, nx = (np.asarray(geom.data_shape[-2:]) + factor - 1) // factor
+        if npix > max(ny, nx) + (1 - max(ny, nx) % 2):
+            raise EstimatorInputError(
+                f"TSMapEstimator: the kernel ({npix} pixels = {npix * binsz:.3g} deg wide) is wider than the map "
+                f"({nx} x {ny} pixels of {binsz:.3g} deg); use a smaller kernel_width")
+        center = geom.center_skydir
+        kw = dict(skydir=center, binsz=binsz, npix=npix, proj=geom.projection, frame=geom.frame)
+        geom_reco = WcsGeom.create(axes=[geom.axes["energy"]], **kw)
+        geom_true = WcsGeom.create(axes=[dataset.exposure.geom.axes["energy_true"]], **kw)
+
+        expo = np.asarray(dataset.exposure.data, dtype=float)
+        valid = np.any(expo > 0, axis=0)
+        if not np.any(valid):
+            raise EstimatorInputError(f"TSMapEstimator: the dataset {dataset.name!r} has no exposure "
+                                      "(cannot compute the kernel)")
+        egeom = dataset.exposure.geom
+        cx, cy = egeom.wcs.world_to_pixel(center)
+        yy, xx = np.nonzero(valid)
+        k = np.argmin((xx - cx) ** 2 + (yy - cy) ** 2)
+        expo_value = expo[:, yy[k], xx[k]]
+        exposure = Map.from_geom(geom_true, data=np.broadcast_to(expo_value[:, None, None], geom_true.data_shape)
+                                 .copy(), unit=dataset.exposure.unit)
+        counts = Map.from_geom(geom_reco, data=np.zeros(geom_reco.data_shape))
+        model = self.kernel_model.copy(name="ts-kernel") if hasattr(self.kernel_model, "copy") \
+            else copy.deepcopy(self.kernel_model)
+        spatial = model.spatial_model
+        pos = center.transform_to(spatial.frame).spherical
+        spatial.lon_0.value = float(pos.lon.deg)
+        spatial.lat_0.value = float(pos.lat.deg)
+        kds = MapDataset(counts=counts, exposure=exposure, psf=dataset.psf, edisp=dataset.edisp, name="ts-kernel")
+        kds.models = Models([model])
+        data = np.asarray(kds.npred_signal().data, dtype=float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            data = data / data.sum(axis=(1, 2), keepdims=True)
+        data[~np.isfinite(data)] = 0
+        return data
+
+    # -- inputs ----------------------------------------------------------------------------------
+    def prepare(self, dataset: Any) -> tuple[dict, dict]:
+        """Shared inputs of the tile jobs and what assembling the result needs (see `prepare_ts_inputs`)."""
+        return prepare_ts_inputs(self, dataset)
+
+    def run(self, dataset: Any, backend: Any = None) -> FluxMaps:
+        """TS, flux and error maps of ``dataset`` (a `MapDataset` with its models set: the TS is that of a
+        new source on top of them). ``backend`` overrides the estimator's."""
+        backend = self.backend if backend is None else backend
+        shared, info = self.prepare(dataset)
+        jobs = ts_tile_jobs(info["mask2d"], self.tile_size)
+        results = run_jobs(backend, ts_tile, jobs, shared)
+        return self._assemble(dataset, info, jobs, results)
+
+    def _assemble(self, dataset, info, jobs, results) -> FluxMaps:
+        n_groups = len(info["mask2d"])
+        ny, nx = info["mask2d"][0].shape
+        names = self.selection_all
+        out = {name: np.full((n_groups, ny, nx), np.nan) for name in names}
+        for (g, iy, ix), res in zip(jobs, results):
+            for name in names:
+                out[name][g, iy, ix] = res[name]
+        f = info["factor"]
+        py, px = info["pad"]
+        maps = {}
+        geom = dataset.counts.geom.to_image().to_cube([info["energy_axis"]])
+        for name in names:
+            data = out[name]
+            if f > 1:
+                data = _upsample(data, f, order=0 if name in ("niter", "success") else 1)
+            data = data[:, py:data.shape[1] - py, px:data.shape[2] - px]
+            if name == "success":
+                data = np.where(np.isnan(data), True, data).astype(bool)
+            maps[name] = Map.from_geom(geom, data=data, unit="")
+        meta = {"n_sigma": self.n_sigma, "n_sigma_ul": self.n_sigma_ul, "sed_type_init": "likelihood"}
+        return FluxMaps(maps, reference_model=self.kernel_model, meta=meta, gti=dataset.gti)
+
+
+def prepare_ts_inputs(est: TSMapEstimator, dataset: Any) -> tuple[dict, dict]:
+    """Reduce ``dataset`` to the plain arrays the tiles need.
+
+    Returns ``shared`` (``options`` and per energy group: padded ``counts``, ``background``,
+    ``exposure`` planes, ``kernel``, mask ``weights`` or None, ``norm_guess`` or None) and ``info``
+    (per-group 2D masks of the pixels to fit, padding, downsampling factor, output energy axis).
+    """
+    from scipy.signal import fftconvolve
+
+    check_dataset(dataset, "TSMapEstimator")
+    groups, energy_axis = energy_groups(dataset, est.energy_edges, sum_all=True)
+    mask = estimation_mask(dataset)
+    counts = np.asarray(dataset.counts.data, dtype=float) * mask
+    npred = np.asarray(dataset.npred().data, dtype=float)
+    background = npred * mask
+    spectral = est.kernel_model.spectral_model
+    expo_npred = reco_exposure(dataset, spectral)
+
+    factor = int(est.downsampling_factor or 1)
+    kernel = est.estimate_kernel(dataset, factor=factor)
+    ky, kx = kernel.shape[-2:]
+    ny, nx = counts.shape[-2:]
+    if factor > 1:
+        binsz = float(np.max(dataset.counts.geom.pixel_scales.to_value("deg")))
+        half = int(np.ceil(est._kernel_width_deg(dataset, binsz) / binsz) // 2)  # full-resolution kernel
+        new = _shape_2n((ny + 2 * half, nx + 2 * half))
+        pad = (int((new[0] - ny) // 2), int((new[0] - ny) // 2))  # gammapy pads both axes by the y width
+        counts = _block(_pad(counts, *pad), factor, "sum")
+        background = _block(_pad(background, *pad), factor, "sum")
+        mask_ds = _block(_pad(mask, *pad), factor, "any")
+        expo_npred = _block(_pad(expo_npred, *pad), factor, "mean") * mask_ds
+        mask = mask_ds
+    else:
+        pad = (0, 0)
+        expo_npred = expo_npred * mask
+
+    edges = dataset.counts.geom.axes["energy"].edges.to_value("TeV")
+    shared_groups, mask2d = [], []
+    hy, hx = ky // 2, kx // 2
+    for i0, i1 in groups:
+        c, b, e, m = counts[i0:i1], background[i0:i1], expo_npred[i0:i1], mask[i0:i1]
+        k = kernel[i0:i1]
+        norm_guess = None
+        if est.threshold is not None:
+            ref = np.asarray(spectral.integral_values(edges[i0:i1], edges[i0 + 1:i1 + 1]), dtype=float)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                flux = (c - b) / (e / ref[:, None, None])
+            flux = np.nan_to_num(flux)
+            kn = k / np.sum(k**2)
+            conv = np.stack([fftconvolve(flux[j], kn[j], mode="same") for j in range(flux.shape[0])])
+            flux_ref = float(spectral.integral_values(edges[i0], edges[i1]))
+            norm_guess = (conv * m).sum(axis=0) / flux_ref
+        if est.sum_over_energy_groups:
+            weights = _pad(m.astype(float), hy, hx)
+            c, b, e = c.sum(0, keepdims=True), b.sum(0, keepdims=True), e.sum(0, keepdims=True)
+        else:
+            weights = None
+        m2 = m.any(axis=0) & (b.sum(axis=0) > 0)
+        mask2d.append(m2)
+        c_pad = _pad(c, hy, hx)
+        shared_groups.append({"counts": c_pad, "background": _pad(b, hy, hx),
+                              "exposure": _pad(e, hy, hx), "kernel": k, "weights": weights,
+                              "uniform_weights": bool(np.all(m == m[:1])), "norm_guess": norm_guess,
+                              "width": _max_window_count(c_pad > 0, (ky, kx), m2)})
+    if not any(np.any(m2) for m2 in mask2d):
+        raise EstimatorInputError("TSMapEstimator: no pixel to fit: the background is zero everywhere inside "
+                                  "the mask (check the dataset's background model and masks)")
+    shared = {"options": est.options(), "groups": shared_groups}
+    info = {"mask2d": mask2d, "pad": pad, "factor": factor, "energy_axis": energy_axis}
+    return shared, info

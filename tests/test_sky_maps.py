@@ -1,0 +1,194 @@
+"""Sky maps: TS and excess maps against gammapy (side by side), FITS compatibility, bit-identity over
+tilings and backends, bad input, config and pipeline."""
+from __future__ import annotations
+
+import random
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+import pytest
+from astropy import units as u
+
+from tests.helpers import seed_best_fit_dataset
+
+from gamma_ray_dist.estimators import EstimatorInputError, ExcessMapEstimator, FluxMaps, TSMapEstimator
+
+TS_KW = dict(kernel_width="0.5 deg", energy_edges=[1, 10] * u.TeV)
+
+
+def _bkg_only(reference_dir, seed_reference, library):
+    ds = seed_best_fit_dataset(reference_dir / "crab_stacked_gammapy.fits.gz", seed_reference, library=library)
+    ds.models = [m for m in ds.models if m.name.endswith("-bkg")]
+    return ds
+
+
+@pytest.fixture(scope="module")
+def ours(reference_dir, seed_reference):
+    return _bkg_only(reference_dir, seed_reference, "gamma_ray_dist")
+
+
+@pytest.fixture(scope="module")
+def theirs(reference_dir, seed_reference):
+    pytest.importorskip("gammapy")
+    return _bkg_only(reference_dir, seed_reference, "gammapy")
+
+
+@pytest.fixture(scope="module")
+def ts_pair(ours, theirs):
+    import gammapy.estimators as ge
+
+    return ge.TSMapEstimator(**TS_KW).run(theirs), TSMapEstimator(**TS_KW).run(ours)
+
+
+def _pixels(sqrt_ts):
+    """Chosen pixels: the maximum, a 5-sigma shoulder, a background pixel, a negative one."""
+    s = np.asarray(sqrt_ts)[0]
+    iy, ix = np.unravel_index(np.nanargmax(s), s.shape)
+    shoulder = np.unravel_index(np.nanargmin(np.abs(s - 5)), s.shape)
+    neg = np.unravel_index(np.nanargmin(s), s.shape)
+    return [(iy, ix), shoulder, (10, 10), neg]
+
+
+def _parity(gp, us, flux_tol=0.02):
+    sa, sb = np.asarray(gp.sqrt_ts.data, float), np.asarray(us.sqrt_ts.data, float)
+    assert np.nanargmax(sa) == np.nanargmax(sb)
+    for p in _pixels(sa):
+        a, b = sa[(0,) + tuple(p)], sb[(0,) + tuple(p)]
+        assert abs(a - b) <= max(0.05, 0.01 * abs(a)), (p, a, b)
+    n_a, n_b = int(np.sum(sa > 5)), int(np.sum(sb > 5))
+    assert abs(n_a - n_b) <= 0.01 * n_a
+    fa, fb = np.asarray(gp.flux.data, float), np.asarray(us.flux.data, float)
+    sig = sa > 3
+    assert np.allclose(fb[sig], fa[sig], rtol=flux_tol)
+    assert gp.flux.unit == us.flux.unit
+
+
+@pytest.mark.slow
+def test_ts_map_parity_with_gammapy(ts_pair):
+    gp, us = ts_pair
+    _parity(gp, us)
+    assert np.array_equal(np.isnan(gp.ts.data), np.isnan(us.ts.data))
+    assert np.array_equal(gp.niter.data, us.niter.data, equal_nan=True)
+    np.testing.assert_allclose(us.norm_err.data, gp.norm_err.data, rtol=1e-3)
+    np.testing.assert_allclose(us.npred.data, gp.npred.data, rtol=1e-4)
+
+
+def test_excess_map_parity_with_gammapy(ours, theirs):
+    import gammapy.estimators as ge
+
+    kw = dict(correlation_radius="0.1 deg", selection_optional="all")
+    gp, us = ge.ExcessMapEstimator(**kw).run(theirs), ExcessMapEstimator(**kw).run(ours)
+    _parity(gp, us, flux_tol=1e-3)
+    for q in ("npred_excess", "norm_err", "norm_errn", "norm_errp", "norm_ul"):
+        np.testing.assert_allclose(us._data[q].data, getattr(gp, q).data, rtol=1e-3, atol=1e-3)
+
+
+def test_gammapy_reads_our_flux_maps(ours, tmp_path, monkeypatch):
+    ge = pytest.importorskip("gammapy.estimators")
+
+    us = TSMapEstimator(kernel_width="0.3 deg", selection_optional=["ul"]).run(_small(ours))
+    us.write(tmp_path / "ts.fits.gz")
+    monkeypatch.chdir(tmp_path.parent)
+    back = ge.FluxMaps.read(tmp_path / "ts.fits.gz")
+    assert {"ts", "norm", "norm_err", "norm_ul", "npred", "npred_excess", "niter"} <= set(back.available_quantities)
+    np.testing.assert_array_equal(back.sqrt_ts.data, us.sqrt_ts.data)
+    np.testing.assert_allclose(back.flux.data, us.flux.data, rtol=1e-12)
+    ours_back = FluxMaps.read(tmp_path / "ts.fits.gz")
+    np.testing.assert_array_equal(ours_back.ts.data, us.ts.data)
+
+
+# --- bit-identity over tilings and backends ------------------------------------------------------
+class PoolBackend:
+    """Test backend: jobs on 2 processes; ``shuffle`` submits in random order."""
+
+    def __init__(self, shuffle=False):
+        self.cpus = 2
+        self.shuffle = shuffle
+
+    def map(self, fn, jobs, shared=None):
+        order = list(range(len(jobs)))
+        if self.shuffle:
+            random.Random(3).shuffle(order)
+        with ProcessPoolExecutor(2) as pool:
+            futures = {i: pool.submit(fn, shared, jobs[i]) for i in order}
+            return [futures[i].result() for i in range(len(jobs))]
+
+
+def _small(ours):
+    """A 40x40 cut of the seed dataset (keeps the test quick)."""
+    return ours.cutout(ours.counts.geom.center_skydir, width=0.8 * u.deg)
+
+
+def test_ts_map_bit_identical_over_tiles_and_backends(ours):
+    ds = _small(ours)
+    kw = dict(kernel_width="0.3 deg", selection_optional="all", energy_edges=[1, 3, 10] * u.TeV)
+    ref = TSMapEstimator(tile_size=64, **kw).run(ds)
+    runs = [TSMapEstimator(tile_size=7, **kw).run(ds),
+            TSMapEstimator(tile_size=5, **kw).run(ds, backend=PoolBackend()),
+            TSMapEstimator(tile_size=13, **kw).run(ds, backend=PoolBackend(shuffle=True))]
+    for other in runs:
+        for name in ref.available_quantities:
+            assert np.array_equal(ref._data[name].data, other._data[name].data, equal_nan=True), name
+
+
+def test_ts_map_downsampling_and_threshold_run(ours):
+    ds = _small(ours)
+    m = TSMapEstimator(kernel_width="0.3 deg", downsampling_factor=2, threshold=1).run(ds)
+    assert m.ts.data.shape == (1, 40, 40)
+    assert np.nanmax(m.sqrt_ts.data) > 10
+
+
+# --- bad input --------------------------------------------------------------------------------
+def test_no_counts_is_a_clear_error(ours):
+    ds = _small(ours)
+    ds.counts.data = np.zeros_like(ds.counts.data)
+    for est in (TSMapEstimator(kernel_width="0.3 deg"), ExcessMapEstimator()):
+        with pytest.raises(EstimatorInputError, match="no counts"):
+            est.run(ds)
+
+
+def test_kernel_wider_than_map_is_a_clear_error(ours):
+    ds = _small(ours)
+    with pytest.raises(EstimatorInputError, match="wider than the map"):
+        TSMapEstimator(kernel_width="2 deg").run(ds)
+    with pytest.raises(EstimatorInputError, match="wider than the map"):
+        ExcessMapEstimator(correlation_radius="1 deg").run(ds)
+
+
+def test_energy_range_outside_dataset_is_a_clear_error(ours):
+    ds = _small(ours)
+    for est in (TSMapEstimator(kernel_width="0.3 deg", energy_edges=[20, 50] * u.TeV),
+                ExcessMapEstimator(energy_edges=[0.1, 0.5] * u.TeV)):
+        with pytest.raises(EstimatorInputError, match="outside the dataset"):
+            est.run(ds)
+
+
+def test_unsupported_options_are_named():
+    with pytest.raises(EstimatorInputError, match="stat_scan"):
+        TSMapEstimator(selection_optional=["stat_scan"])
+    with pytest.raises(EstimatorInputError, match="power of 2"):
+        TSMapEstimator(downsampling_factor=3)
+
+
+# --- config and pipeline ------------------------------------------------------------------------
+def test_config_and_pipeline(ours, reference_dir, seed_reference, tmp_path):
+    import yaml
+    from pathlib import Path
+
+    from gamma_ray_dist.config import AnalysisConfig
+    from gamma_ray_dist.pipeline.sky_maps import run_sky_maps
+
+    base = yaml.safe_load((Path(__file__).parents[1] / "examples" / "crab_3d.yaml").read_text())
+    base.pop("excess_map", None)
+    cfg = AnalysisConfig.from_dict(dict(base, excess_map={"correlation_radius": "0.1 deg"},
+                                        ts_map={"kernel_width": "0.3 deg", "selection_optional": ["ul"]}))
+    assert cfg.excess_map.requested and cfg.ts_map.requested
+    assert AnalysisConfig.from_yaml(cfg.to_yaml()).ts_map == cfg.ts_map
+    full = seed_best_fit_dataset(reference_dir / "crab_stacked_gammapy.fits.gz", seed_reference)
+    out = run_sky_maps(full, cfg, out_dir=tmp_path)
+    assert (tmp_path / "excess_map.fits.gz").exists() and (tmp_path / "ts_map.fits.gz").exists()
+    assert "norm_ul" in out["ts_map"].available_quantities
+    assert [name for name, _ in out["source_positions"]] == ["crab"]
+    stats = out["significance"]["ts_map"]
+    assert stats["n"] > 5000 and abs(stats["mean"]) < 0.2 and 0.8 < stats["sigma"] < 1.3
+    assert not AnalysisConfig.from_dict(base).ts_map.requested
