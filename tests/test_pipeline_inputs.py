@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from gamma_ray_dist import outputs
+from gamma_ray_dist.pipeline import outputs
 from gamma_ray_dist.config import AnalysisConfig
 from gamma_ray_dist.errors import ConfigError
 from gamma_ray_dist.pipeline.inputs import make_exclusion_mask, make_geom, open_datastore, select_obs_ids

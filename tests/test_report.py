@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from astropy import units as u
 
-from gamma_ray_dist import report as rep
-from gamma_ray_dist.report import FIGURE_SIZES, FIGURES, DPI, MISSING_PLOT_NOTE, write_report
+from gamma_ray_dist.pipeline import report as rep
+from gamma_ray_dist.pipeline.report import FIGURE_SIZES, FIGURES, DPI, MISSING_PLOT_NOTE, write_report
 
 from .helpers import set_seed_best_fit
 

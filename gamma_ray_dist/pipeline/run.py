@@ -9,6 +9,8 @@ of `gamma_ray_dist.outputs`:
 ``fit.json``         success, message, total_stat, nfev, parameters
 ``profiles.json``    likelihood profiles and MINOS errors (``profiles=True``)
 ``flux_points.ecsv`` flux points (gammapy format), when ``flux_points.energy`` is configured
+``excess_map.fits.gz``, ``ts_map.fits.gz``  sky maps (gammapy ``FluxMaps``), when ``excess_map`` /
+                     ``ts_map`` are in the config
 ``reduction.json``   per-observation status and numbers, run timings
 """
 from __future__ import annotations
@@ -22,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from .. import outputs
+from . import outputs
 from ..config import AnalysisConfig
 from ..errors import GammaRayDistError
-from ..report import write_report
+from .report import write_report
 from .fitting import apply_fit_range, fit_dataset, fit_summary, load_models, run_flux_points, run_profiles
 from .inputs import datastore_dir, make_reduction_spec, open_datastore, select_obs_ids
 from .tasks import SummaryAccumulator, make_shared, reduce_task
@@ -73,6 +75,7 @@ class PipelineResult:
     models: Any = None
     flux_points: Any = None
     profiles: dict | None = None
+    sky_maps: dict | None = None
     reduction: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
 
@@ -227,6 +230,13 @@ def _run(config: AnalysisConfig, options: PipelineOptions, backend) -> PipelineR
         result.flux_points = run_flux_points(dataset, config, backend)
     if result.flux_points is not None:
         outputs.write_flux_points(out_dir / "flux_points.ecsv", result.flux_points)
+    if config.excess_map.requested or config.ts_map.requested:
+        from .inputs import make_exclusion_mask
+        from .sky_maps import run_sky_maps
+
+        with _timed(timings, "sky_maps"):
+            result.sky_maps = run_sky_maps(dataset, config, backend=backend, out_dir=out_dir,
+                                           exclusion_mask=make_exclusion_mask(config, dataset.counts.geom))
 
     if options.report:
         with _timed(timings, "report"):

@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..outputs import atomic_path
+from .outputs import atomic_path
 
 __all__ = ["run_sky_maps", "write_flux_maps", "background_only", "significance_outside", "source_positions"]
 

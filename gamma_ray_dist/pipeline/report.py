@@ -252,15 +252,15 @@ def _colorbar(fig, img, ax, label: str = ""):
 
 
 def _draw_counts(fig, dataset, exclusion_region=None):
-    from .visualization import plot_map
-    from .visualization.maps import sky_axes
+    from ..visualization import plot_map
+    from ..visualization.maps import sky_axes
 
     image = dataset.counts.sum_over_axes(keepdims=False).smooth(COUNTS_SMOOTH)
     ax = sky_axes(image.geom, fig=fig)
     plot_map(image, ax=ax, stretch="sqrt")
     _colorbar(fig, ax.images[-1], ax, label=u.Unit(image.unit).to_string() or "counts")
     if exclusion_region is not None:
-        from .maps import parse_regions
+        from ..maps import parse_regions
 
         wcs = image.geom.to_image().wcs
         for reg in parse_regions(exclusion_region):
@@ -270,7 +270,7 @@ def _draw_counts(fig, dataset, exclusion_region=None):
 
 
 def _draw_npred_signal(fig, dataset):
-    from .visualization import plot_npred_signal
+    from ..visualization import plot_npred_signal
 
     ax = fig.add_subplot(1, 1, 1)
     plot_npred_signal(dataset, ax=ax)
@@ -278,8 +278,8 @@ def _draw_npred_signal(fig, dataset):
 
 
 def _draw_residuals_spatial(fig, dataset):
-    from .visualization import plot_residuals_spatial
-    from .visualization.maps import sky_axes
+    from ..visualization import plot_residuals_spatial
+    from ..visualization.maps import sky_axes
 
     ax = sky_axes(dataset.counts.geom, fig=fig)
     plot_residuals_spatial(dataset, ax=ax, add_cbar=False, **RESIDUAL_KWARGS)
@@ -287,8 +287,8 @@ def _draw_residuals_spatial(fig, dataset):
 
 
 def _draw_residuals(fig, dataset, region):
-    from .visualization import plot_residuals
-    from .visualization.maps import sky_axes
+    from ..visualization import plot_residuals
+    from ..visualization.maps import sky_axes
 
     ax_spatial = sky_axes(dataset.counts.geom, fig=fig, subplot=(1, 2, 1))
     ax_spectral = fig.add_subplot(1, 2, 2)
@@ -305,7 +305,7 @@ def _has_errors(model) -> bool:
 
 
 def _draw_spectrum(fig, spectral_model, energy_bounds, flux_points=None, label=None):
-    from .visualization import plot_flux_points, plot_spectrum, plot_spectrum_error
+    from ..visualization import plot_flux_points, plot_spectrum, plot_spectrum_error
 
     ax = fig.add_subplot(1, 1, 1)
     plot_spectrum(spectral_model, energy_bounds, ax=ax, sed_type="e2dnde", label=label or "model")
