@@ -13,10 +13,13 @@ Usage::
     python benchmarks/bench_distributed.py --data /path/to/hess-dl3-dr1 --json results.json
 
 Timings are wall clock of the reduction only (data store opened, observations selected beforehand).
-Ray is started before any timing (a cluster is long-lived). "cold" is the first run of a backend in
+The reduction is blocked: each Ray task folds ``--block-size`` consecutive observations into one
+state, a root reducer merges the block states in block order (`gamma_ray_dist.distributed`). One
+`SerialBackend` and one `RayBackend` are created at the start and used for every run; the Ray
+backend is started before any timing (a cluster is long-lived). "cold" is the first run of a backend in
 the process (Ray: worker processes, imports, spec caches and reducer actors start during it); "warm"
 runs repeat the same reduction in the same process (warm workers, warm reducer actors from the
-driver's pool), interleaved serial / 1 worker / 2 workers, ``--repeats`` times (median and best
+backend's pool), interleaved serial / 1 worker / 2 workers, ``--repeats`` times (median and best
 reported). Interleaved with them, the ceiling of any 2-worker scheme on this machine: the serial
 reduction split evenly over 2 plain OS processes, no scheduler, no stacking of the halves
 (`TwoProcessBound`). gammapy runs in the same process after ours. The load average is printed. Ray runs its workers at
@@ -83,32 +86,32 @@ PHASES: dict[str, dict[str, float]] = {}
 OBS_SECONDS: dict[int, float] = {}
 
 
-#: observations per leaf reducer (``--fan-in``); every leaf and the root are Ray actors (warm ones
-#: from the driver's pool after the first run); 64 >= the observations of any target: one leaf, no root
-FAN_IN = 64
-
-#: largest pack of observations per Ray task (``--max-obs-per-task``); None: the config default
-MAX_OBS_PER_TASK = None
+#: observations folded by one Ray task into one state (``--block-size``, ``ray.block_size``); part of
+#: the result's definition, so every mode here (and the ceiling's processes) uses the same value
+BLOCK_SIZE = 8
 
 
-def ours(cases: list, serial: bool, max_in_flight: int | None = None, label: str = "") -> tuple[float, list]:
-    from gamma_ray_dist.pipeline.run import PipelineOptions, reduce_stacked
+def ours(cases: list, backend, max_in_flight: int | None = None, label: str = "") -> tuple[float, list]:
+    """Reduce every target on ``backend`` (a started `SerialBackend` / `RayBackend`): (seconds, states)."""
+    from gamma_ray_dist.pipeline.run import reduce_stacked
 
-    opts = PipelineOptions(serial=serial, max_in_flight=max_in_flight, progress=False, fan_in=FAN_IN,
-                           max_obs_per_task=MAX_OBS_PER_TASK)
+    overrides: dict[str, Any] = {"block_size": BLOCK_SIZE}
+    if max_in_flight is not None:
+        overrides["max_in_flight"] = max_in_flight
     states = []
     phases = PHASES.setdefault(label, {})
     t0 = time.perf_counter()
     for config, ids in cases:
-        state, report = reduce_stacked(config, ids, opts)
+        state, report = reduce_stacked(config, ids, backend, **overrides)
         if report.n_failed:
             print(f"  warning: {report.n_failed} failed: {[f.message for f in report.failures]}")
         for key in ("tasks", "reduce_tail", "prestart_reducers", "fetch_result"):
             phases[key] = phases.get(key, 0.0) + report.timings.get(key, 0.0)
         phases["task_cpu_sum"] = phases.get("task_cpu_sum", 0.0) + report.stage_seconds.get("task", 0.0)
-        if serial:
+        if report.backend == "serial":
             OBS_SECONDS.update({o: st.seconds for o, st in report.obs.items()})
-        phases["n_tasks"] = phases.get("n_tasks", 0.0) + (report.n_tasks if report.backend == "ray" else len(ids))
+        phases["n_tasks"] = phases.get("n_tasks", 0.0) + report.n_tasks
+        phases["n_blocks"] = phases.get("n_blocks", 0.0) + report.n_blocks
         states.append(state)
     return time.perf_counter() - t0, states
 
@@ -127,16 +130,17 @@ def split_evenly(ids: list[int], seconds: dict[int, float], n: int = 2) -> list[
     return [sorted(p) for p in parts]
 
 
-def _bound_process(conn, data: str, parts: list[tuple[str, list[int]]], fan_in: int) -> None:
+def _bound_process(conn, data: str, parts: list[tuple[str, list[int]]], block_size: int) -> None:
     """Child of `TwoProcessBound`: reduce its part of every target serially on each request."""
-    from gamma_ray_dist.pipeline.run import PipelineOptions, reduce_stacked
+    from gamma_ray_dist.distributed import SerialBackend
+    from gamma_ray_dist.pipeline.run import reduce_stacked
 
     cases = [(target_config(Path(data), name), ids) for name, ids in parts]
-    opts = PipelineOptions(serial=True, progress=False, fan_in=fan_in)
-    while conn.recv():
-        for config, ids in cases:
-            reduce_stacked(config, ids, opts)
-        conn.send(True)
+    with SerialBackend(progress=False) as backend:
+        while conn.recv():
+            for config, ids in cases:
+                reduce_stacked(config, ids, backend, block_size=block_size)
+            conn.send(True)
 
 
 class TwoProcessBound:
@@ -163,7 +167,7 @@ class TwoProcessBound:
         try:
             for half in halves:
                 parent, child = ctx.Pipe()
-                proc = ctx.Process(target=_bound_process, args=(child, str(data), half, FAN_IN), daemon=True)
+                proc = ctx.Process(target=_bound_process, args=(child, str(data), half, BLOCK_SIZE), daemon=True)
                 proc.start()
                 self.pipes.append(parent)
                 self.procs.append(proc)
@@ -249,45 +253,52 @@ def gammapy_parallel(cases: list, data: Path, backend: str) -> float:
 # profiles
 # ------------------------------------------------------------------------------------------------
 def profiles(data: Path, n_workers: int) -> dict[str, float]:
-    from actors.profile import WorkerGroup, map_serial
-
+    """Profiles + MINOS of the seed fit: serial, then ``run_profiles(dataset, backend)`` on a fresh
+    `RayBackend` of ``n_workers`` CPUs (first call: the worker processes start, import, receive the
+    dataset; the Ray start itself is timed apart), then again on the same, now warm, backend."""
     from gamma_ray_dist.config import AnalysisConfig
-    from gamma_ray_dist.pipeline.fitting import apply_fit_range, fit_dataset, load_models, make_mapper, run_profiles
+    from gamma_ray_dist.distributed import RayBackend, SerialBackend
+    from gamma_ray_dist.pipeline.fitting import apply_fit_range, fit_dataset, load_models, run_profiles
     from gamma_ray_dist.pipeline.inputs import open_datastore, select_obs_ids
-    from gamma_ray_dist.pipeline.run import PipelineOptions, reduce_stacked
+    from gamma_ray_dist.pipeline.run import reduce_stacked
     from gamma_ray_dist.pipeline.tasks import SummaryAccumulator
 
     text = (ROOT / "examples" / "crab_3d.yaml").read_text().replace("$GAMMAPY_DATA/hess-dl3-dr1", str(data))
     config = AnalysisConfig.from_yaml(text)
     ids = select_obs_ids(config, open_datastore(config))
-    state, _ = reduce_stacked(config, ids, PipelineOptions(serial=True, progress=False))
-    dataset = SummaryAccumulator.from_state(state).to_dataset("stacked")
-    apply_fit_range(dataset, config)
-    dataset.models = load_models(config, "stacked", ROOT / "examples" / "crab_models.yaml")
-    fit_dataset(dataset)
-    t0 = time.perf_counter()
-    serial = run_profiles(dataset, map_serial)
-    t_serial = time.perf_counter() - t0
-    mapper, _ = make_mapper(serial=False, n_workers=n_workers)
-    t0 = time.perf_counter()
-    parallel = run_profiles(dataset, mapper)  # starts its worker processes, kills them at the end
-    t_parallel = time.perf_counter() - t0
-    # Warm: worker processes already running (a long-lived cluster, or the CLI's group shared by
-    # profiles and flux points); each call still ships the dataset and rebuilds its caches.
-    with WorkerGroup() as group:
-        mapper, _ = make_mapper(serial=False, n_workers=n_workers, workers=group)
-        run_profiles(dataset, mapper)
+    with SerialBackend(progress=False) as serial_backend:
+        state, _ = reduce_stacked(config, ids, serial_backend)
+        dataset = SummaryAccumulator.from_state(state).to_dataset("stacked")
+        apply_fit_range(dataset, config)
+        dataset.models = load_models(config, "stacked", ROOT / "examples" / "crab_models.yaml")
+        fit_dataset(dataset)
         t0 = time.perf_counter()
-        warm = run_profiles(dataset, mapper)
+        serial = run_profiles(dataset, serial_backend)
+        t_serial = time.perf_counter() - t0
+    with RayBackend(num_cpus=n_workers, progress=False) as backend:
+        t_start = backend.timings.get("start", 0.0)  # 0 when it joined the Ray of this process
+        t0 = time.perf_counter()
+        parallel = run_profiles(dataset, backend)  # cold: the first jobs of this Ray's workers
+        t_parallel = time.perf_counter() - t0
+        # Warm: the same backend again (a long-lived cluster, or the CLI's backend shared by profiles
+        # and flux points); each call still ships the dataset and rebuilds the per-job copies.
+        t0 = time.perf_counter()
+        warm = run_profiles(dataset, backend)
         t_warm = time.perf_counter() - t0
-    return {"serial": t_serial, "parallel": t_parallel, "parallel_warm": t_warm,
-            "equal": parallel == serial and warm == serial,
+        cpus = backend.cpus
+    return {"serial": t_serial, "parallel": t_parallel, "parallel_warm": t_warm, "ray_start": t_start,
+            "ray_cpus": cpus, "equal": parallel == serial and warm == serial,
             "n_parameters": len(serial), "n_jobs": 12 * len(serial)}
 
 
 # ------------------------------------------------------------------------------------------------
 def _same(a: list, b: list) -> bool:
+    """Every buffer of every target's state bit-identical (same keys, same arrays)."""
+    if len(a) != len(b):
+        return False
     for sa, sb in zip(a, b):
+        if set(sa["buffers"]) != set(sb["buffers"]):
+            return False
         for key, va in sa["buffers"].items():
             vb = sb["buffers"][key]
             if (va is None) != (vb is None) or (va is not None and not np.array_equal(va, vb)):
@@ -302,11 +313,12 @@ def _load() -> str:
 def _phase_line(label: str, ph: dict) -> str:
     return (f"  {label:<34} tasks {ph.get('tasks', 0):6.2f} s  tail {ph.get('reduce_tail', 0):5.2f} s  "
             f"task sum {ph.get('task_cpu_sum', 0):6.2f} s  prestart {ph.get('prestart_reducers', 0):5.2f} s  "
-            f"fetch {ph.get('fetch_result', 0):5.2f} s  tasks {ph.get('n_tasks', 0):4.0f}")
+            f"fetch {ph.get('fetch_result', 0):5.2f} s  tasks {ph.get('n_tasks', 0):4.0f}  "
+            f"blocks {ph.get('n_blocks', 0):4.0f}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    global FAN_IN, MAX_OBS_PER_TASK
+    global BLOCK_SIZE
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("GRD_DR1", DEFAULT_DATA)))
     parser.add_argument("--targets", default=",".join(TARGETS), help=f"comma list of {list(TARGETS)}")
@@ -317,21 +329,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-gammapy-parallel", action="store_true", help="no DatasetsMaker(n_jobs=2) runs")
     parser.add_argument("--skip-profiles", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--fan-in", type=int, default=FAN_IN,
-                        help="observations per leaf reducer (64: one leaf per target, no root)")
-    parser.add_argument("--max-obs-per-task", type=int, default=None,
-                        help="largest pack of observations per Ray task (default: the config default, 8)")
+    parser.add_argument("--block-size", type=int, default=BLOCK_SIZE,
+                        help="observations folded by one Ray task (ray.block_size; every mode uses it)")
     parser.add_argument("--ray-niceness", type=int, default=0,
                         help="niceness of the Ray worker processes (Ray's default is 15, which starves them "
                              "on a shared machine; 0 = the priority of the serial runs)")
     args = parser.parse_args(argv)
 
-    import ray
-
-    from gamma_ray_dist.driver import REDUCER_POOL, ensure_ray
-
-    FAN_IN, MAX_OBS_PER_TASK = args.fan_in, args.max_obs_per_task
+    from gamma_ray_dist.distributed import RayBackend, SerialBackend
     from gamma_ray_dist.pipeline.inputs import open_datastore, select_obs_ids
+
+    BLOCK_SIZE = args.block_size
 
     cases = []
     names = [name.strip() for name in args.targets.split(",")]
@@ -344,16 +352,48 @@ def main(argv: list[str] | None = None) -> int:
     load_start = _load()
     # A cluster is long-lived: Ray is started before any timing, and its start is reported apart.
     os.environ.setdefault("RAY_worker_niceness", str(args.ray_niceness))  # read when Ray starts
+    serial_backend = SerialBackend(progress=False).start()
+    ray_backend = RayBackend(num_cpus=args.num_cpus, block_size=BLOCK_SIZE, progress=False)
     t0 = time.perf_counter()
-    ensure_ray(num_cpus=args.num_cpus, log_to_driver=False)
+    ray_backend.start()
     t_ray = time.perf_counter() - t0
+    try:
+        result = _compare(args, names, cases, n_obs, load_start, t_ray, serial_backend, ray_backend)
+    finally:
+        ray_backend.close()
+        serial_backend.close()
+    if not args.skip_profiles:
+        # after the reduction's Ray is shut down: the profiles' backend starts its own
+        prof = profiles(args.data, n_workers=args.num_cpus)
+        print(f"profiles + MINOS ({prof['n_parameters']} free parameters, 11 points each): serial "
+              f"{prof['serial']:.2f} s, Ray {prof['ray_cpus']} workers {prof['parallel']:.2f} s on the first call "
+              f"of a fresh backend, worker processes starting ({prof['serial'] / prof['parallel']:.2f}x; Ray start "
+              f"{prof['ray_start']:.1f} s apart), {prof['parallel_warm']:.2f} s on the same backend's running workers "
+              f"({prof['serial'] / prof['parallel_warm']:.2f}x), results equal: {prof['equal']}")
+        result["profiles"] = prof
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+    return 0
+
+
+def _pool_line(backend, what: str = "") -> str:
+    pool = backend.pool
+    if pool is None:
+        return "  no reducer pool"
+    return f"  reducer actors started {pool.created}, reused {pool.reused}{what}"
+
+
+def _compare(args, names: list[str], cases: list, n_obs: int, load_start: str, t_ray: float,
+             serial_backend, ray_backend) -> dict[str, Any]:
+    """The timed modes on the two (started) backends; prints the tables, returns the figures."""
     rows: dict[str, float] = {}
     # Cold: the first run of each backend in this process. Serial builds this process's spec caches;
     # the first Ray run starts the worker processes (imports, spec caches) and the reducer actors.
-    rows["ours serial, cold (first run in the process)"], ref_states = ours(cases, serial=True, label="serial cold")
+    rows["ours serial, cold (first run in the process)"], ref_states = ours(cases, serial_backend,
+                                                                            label="serial cold")
     rows["ours Ray 2 workers, cold (first run after Ray start)"], states_cold = ours(
-        cases, serial=False, label="Ray 2w cold")
-    print(f"  reducer actors started {REDUCER_POOL.created}, reused {REDUCER_POOL.reused}")
+        cases, ray_backend, label="Ray 2w cold")
+    print(_pool_line(ray_backend))
     # Warm: repeated runs in the same process, interleaved so that load changes hit all modes.
     bound_label = "bound: serial split over 2 plain processes"
     warm: dict[str, list[float]] = {"ours serial, warm": [], "ours Ray 1 worker, warm": [],
@@ -362,17 +402,17 @@ def main(argv: list[str] | None = None) -> int:
     bound = TwoProcessBound(names, cases, args.data)
     try:
         for _ in range(max(1, args.repeats)):
-            t, st = ours(cases, serial=True, label="serial warm")
+            t, st = ours(cases, serial_backend, label="serial warm")
             warm["ours serial, warm"].append(t)
-            t, st1 = ours(cases, serial=False, max_in_flight=1, label="Ray 1w warm")
+            t, st1 = ours(cases, ray_backend, max_in_flight=1, label="Ray 1w warm")
             warm["ours Ray 1 worker, warm"].append(t)
-            t, st2 = ours(cases, serial=False, label="Ray 2w warm")
+            t, st2 = ours(cases, ray_backend, label="Ray 2w warm")
             warm["ours Ray 2 workers, warm"].append(t)
             warm[bound_label].append(bound.run())
             identical = identical and _same(ref_states, st) and _same(ref_states, st1) and _same(ref_states, st2)
     finally:
         bound.close()
-    print(f"  reducer actors started {REDUCER_POOL.created}, reused {REDUCER_POOL.reused} (all runs)")
+    print(_pool_line(ray_backend, " (all runs)"))
     for mode, ts in warm.items():
         rows[mode + " (median)"] = float(np.median(ts))
         rows[mode + " (best)"] = float(np.min(ts))
@@ -384,8 +424,8 @@ def main(argv: list[str] | None = None) -> int:
             rows["gammapy DatasetsMaker n_jobs=2 ray"] = gammapy_parallel(cases, args.data, "ray")
 
     base = rows["ours Ray 2 workers, warm (median)"]
-    print(f"\n{n_obs} observations, {len(cases)} targets, {int(ray.cluster_resources().get('CPU', 0))} Ray CPUs, "
-          f"fan_in {FAN_IN}; Ray start (untimed below) {t_ray:.1f} s; load average at start {load_start}, "
+    print(f"\n{n_obs} observations, {len(cases)} targets, {ray_backend.cpus} Ray CPUs, "
+          f"block_size {BLOCK_SIZE}; Ray start (untimed below) {t_ray:.1f} s; load average at start {load_start}, "
           f"at end {_load()}; {args.repeats} warm repeats")
     print(f"{'mode':<56} {'time s':>8} {'ms/obs':>7} {'vs ours 2w warm':>15}")
     for mode, t in rows.items():
@@ -411,17 +451,9 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"n_obs": n_obs, "targets": args.targets, "seconds": rows, "warm_runs": warm,
                               "phases": PHASES, "speedup_vs_serial": speedup, "ceiling_vs_serial": ceiling,
                               "bound_runs": warm[bound_label], "bit_identical": identical,
-                              "load_start": load_start, "load_end": _load(), "ray_start": t_ray}
-    if not args.skip_profiles:
-        prof = profiles(args.data, n_workers=args.num_cpus)
-        print(f"profiles + MINOS ({prof['n_parameters']} free parameters, 11 points each): serial "
-              f"{prof['serial']:.2f} s, {args.num_cpus} workers {prof['parallel']:.2f} s including their start "
-              f"({prof['serial'] / prof['parallel']:.2f}x), {prof['parallel_warm']:.2f} s on running workers "
-              f"({prof['serial'] / prof['parallel_warm']:.2f}x), results equal: {prof['equal']}")
-        result["profiles"] = prof
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=1))
-    return 0
+                              "load_start": load_start, "load_end": _load(), "ray_start": t_ray,
+                              "block_size": BLOCK_SIZE}
+    return result
 
 
 if __name__ == "__main__":

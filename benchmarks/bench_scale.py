@@ -3,17 +3,21 @@
 Usage::
 
     python benchmarks/bench_scale.py [--n-obs 10000] [--compare 1000] [--num-cpus 2] [--no-fit]
-                                     [--fan-in 64] [--max-in-flight 6] [--work-dir /tmp/grd-bench-scale]
+                                     [--block-size 8] [--merge-fan-in 256] [--max-in-flight 4]
+                                     [--sim-block-size 250] [--work-dir /tmp/grd-bench-scale]
                                      [--keep] [--json PATH] [--interval 0.5]
 
 1. Simulates (or reuses, when ``WORK_DIR/store-N`` already holds N observations) a GADF data store
    of N Crab-like observations (`gamma_ray_dist.simulate`, ~90 kB per file) whose pointings cycle
    over 8 wobble positions (4 position angles x 0.5 / 0.7 deg) around the source; the files are
-   written by Ray tasks, each writing a block of observations.
-2. Runs the pipeline (`gamma_ray_dist.pipeline`: driver + reduction-tree actors, every observation
+   written by Ray tasks (``backend.map`` of a `RayBackend`), each writing ``--sim-block-size``
+   observations.
+2. Runs the pipeline (`gamma_ray_dist.pipeline.run_pipeline` on a `RayBackend`: block tasks of
+   ``--block-size`` consecutive observations each folded into one state, block states merged in
+   order by a root reducer (and middle reducers above ``--merge-fan-in`` blocks); every observation
    stacked onto the seed geometry, 2 x 2 deg at 0.02 deg, 4 energy bins) on a fresh local Ray:
-   first on the first ``--compare`` observations, then on all N (a fresh Ray each time), followed
-   by the fit of the seed model (``--no-fit``: reduction and stacking only).
+   first on the first ``--compare`` observations, then on all N (a fresh backend and Ray each
+   time), followed by the fit of the seed model (``--no-fit``: reduction and stacking only).
 3. A background thread samples, every ``--interval`` s, the memory of the driver (this process) and
    of every process of the local Ray (children of this process): ``ray::ReductionActor*`` (reducer
    actors), other ``ray::*`` worker processes (reduction / simulation tasks, idle workers) and the
@@ -285,10 +289,15 @@ def store_is_complete(path: Path, n_obs: int, seed: int) -> bool:
             and len(list((path / "data").glob("obs_*.fits.gz"))) == n_obs)
 
 
-def simulate_store(path: Path, n_obs: int, seed: int = 0, block_size: int = 250) -> dict[str, Any]:
-    """Write ``n_obs`` observations with Ray tasks of ``block_size`` observations; returns figures."""
-    import ray
+def _write_block_job(shared: tuple, job: tuple[int, int]) -> list[dict]:
+    """``backend.map`` job: write observations ``lo..hi-1`` (``shared`` = path, plan, seed, IRF block)."""
+    path, plan, seed, block = shared
+    lo, hi = job
+    return _write_block(path, plan, lo, hi, seed, block)
 
+
+def simulate_store(path: Path, n_obs: int, backend, seed: int = 0, block_size: int = 250) -> dict[str, Any]:
+    """Write ``n_obs`` observations as ``backend.map`` jobs of ``block_size`` observations; returns figures."""
     from gamma_ray_dist.simulate import AnalyticIRFs, SourceModel, build_irf_block, truth, write_index_tables
 
     t0 = time.perf_counter()
@@ -296,15 +305,10 @@ def simulate_store(path: Path, n_obs: int, seed: int = 0, block_size: int = 250)
     source, irfs = SourceModel(), AnalyticIRFs()
     plan = wobble_plan(n_obs, source.ra, source.dec)
     block = build_irf_block(irfs)
-    plan_ref, block_ref = ray.put(plan), ray.put(block)
-    write = ray.remote(num_cpus=1)(_write_block)
-    pending = [write.remote(str(path), plan_ref, lo, min(lo + block_size, n_obs), seed, block_ref)
-               for lo in range(0, n_obs, block_size)]
+    jobs = [(lo, min(lo + block_size, n_obs)) for lo in range(0, n_obs, block_size)]
     results: list[dict] = []
-    while pending:
-        done, pending = ray.wait(pending, num_returns=1)
-        for part in ray.get(done):
-            results.extend(part)
+    for part in backend.map(_write_block_job, jobs, shared=(str(path), plan, seed, block)):
+        results.extend(part)
     write_index_tables(path, plan, results, block, False, source)
     summary = {"bench": "wobble8", "seed": int(seed), "n_obs": n_obs, "truth": truth(source),
                "n_events": int(sum(r["n_events"] for r in results))}
@@ -317,8 +321,8 @@ def simulate_store(path: Path, n_obs: int, seed: int = 0, block_size: int = 250)
 # ------------------------------------------------------------------------------------------------
 # pipeline
 # ------------------------------------------------------------------------------------------------
-def write_config(work: Path, store: Path, obs_ids: list[int] | None, fan_in: int, max_in_flight: int | None,
-                 name: str, max_obs_per_task: int = 8) -> tuple[Path, Path]:
+def write_config(work: Path, store: Path, obs_ids: list[int] | None, block_size: int, max_in_flight: int | None,
+                 name: str, merge_fan_in: int | None = None) -> tuple[Path, Path]:
     """Analysis config (the demo's seed-like analysis on ``store``) and start models; their paths."""
     import yaml
 
@@ -330,8 +334,9 @@ def write_config(work: Path, store: Path, obs_ids: list[int] | None, fan_in: int
     cfg.pop("flux_points", None)
     if obs_ids is not None:
         cfg["observations"]["obs_ids"] = [int(i) for i in obs_ids]
-    cfg["ray"] = {"fan_in": int(fan_in), "max_in_flight": max_in_flight, "max_obs_per_task": int(max_obs_per_task),
-                  "strict": False}
+    cfg["ray"] = {"block_size": int(block_size), "max_in_flight": max_in_flight, "strict": False}
+    if merge_fan_in is not None:
+        cfg["ray"]["merge_fan_in"] = int(merge_fan_in)
     cfg_path = work / f"{name}.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     t = {k: v for k, v in truth(source).items() if isinstance(v, (int, float))}
@@ -341,49 +346,49 @@ def write_config(work: Path, store: Path, obs_ids: list[int] | None, fan_in: int
 
 
 def run_once(sampler: MemorySampler, work: Path, store: Path, n: int, args, fit: bool) -> dict[str, Any]:
-    """Reduce (and fit) the first ``n`` observations on a fresh local Ray; returns figures."""
+    """Reduce (and fit) the first ``n`` observations on a fresh `RayBackend` (its own local Ray); figures."""
     import ray
 
     from gamma_ray_dist.config import AnalysisConfig
+    from gamma_ray_dist.distributed import ExecutionSettings, RayBackend
     from gamma_ray_dist.pipeline import PipelineOptions, run_pipeline
     from gamma_ray_dist.pipeline.inputs import make_reduction_spec
-    from gamma_ray_dist.pipeline.run import reduce_stacked
+    from gamma_ray_dist.pipeline.run import reduce_stacked, reduction_report
     from gamma_ray_dist.pipeline.tasks import SummaryAccumulator
 
     name = f"run{n}"
-    cfg_path, models_path = write_config(work, store, list(range(1, n + 1)), args.fan_in, args.max_in_flight, name,
-                                         args.max_obs_per_task)
+    cfg_path, models_path = write_config(work, store, list(range(1, n + 1)), args.block_size, args.max_in_flight,
+                                         name, args.merge_fan_in)
     config = AnalysisConfig.read(cfg_path)
     out_dir = work / f"out-{n}"
-    t0 = time.perf_counter()
-    ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
-    t_ray = time.perf_counter() - t0
+    PROGRESS.echo = bool(args.progress)
+    # flag > environment > config: the config written above carries block_size / max_in_flight
+    settings = ExecutionSettings.resolve(config.ray, backend="ray", num_cpus=args.num_cpus, progress=PROGRESS)
     phase = f"reduce-{n}"
-    sampler.set_phase(phase, ray.get_runtime_context().gcs_address)
-    try:
-        PROGRESS.echo = bool(args.progress)
-        options = PipelineOptions(models=models_path, out_dir=out_dir, progress=PROGRESS,
-                                  max_in_flight=args.max_in_flight, fan_in=args.fan_in)
-        t1 = time.perf_counter()
-        if fit:
-            result = run_pipeline(config, options)
-            state, reduction, dataset = result.state, result.reduction, result.dataset
-            timings = dict(result.timings)
-            t_reduce = timings["reduce"]
-        else:
-            spec = make_reduction_spec(config)
-            state, report = reduce_stacked(config, list(range(1, n + 1)), options, spec)
-            t_reduce = time.perf_counter() - t1
-            dataset = SummaryAccumulator.from_state(state).to_dataset(spec.name)
-            from gamma_ray_dist.pipeline.run import reduction_report
-
-            reduction = reduction_report(list(range(1, n + 1)), state, report, {})
-            timings = {"reduce": t_reduce}
-            result = None
-        t_total = time.perf_counter() - t1
-    finally:
-        sampler.set_phase("idle")
-        ray.shutdown()
+    peak_refs = max_refs = None
+    with RayBackend(settings) as backend:
+        t_ray = backend.timings.get("start", 0.0)
+        sampler.set_phase(phase, ray.get_runtime_context().gcs_address)
+        try:
+            options = PipelineOptions(models=models_path, out_dir=out_dir)
+            t1 = time.perf_counter()
+            if fit:
+                result = run_pipeline(config, options, backend)
+                state, reduction, dataset = result.state, result.reduction, result.dataset
+                timings = dict(result.timings)
+                t_reduce = timings["reduce"]
+            else:
+                spec = make_reduction_spec(config)
+                state, report = reduce_stacked(config, list(range(1, n + 1)), backend, spec)
+                t_reduce = time.perf_counter() - t1
+                peak_refs, max_refs = report.peak_refs_held, report.max_refs_held
+                dataset = SummaryAccumulator.from_state(state).to_dataset(spec.name)
+                reduction = reduction_report(list(range(1, n + 1)), state, report, {})
+                timings = {"reduce": t_reduce}
+                result = None
+            t_total = time.perf_counter() - t1
+        finally:
+            sampler.set_phase("idle")
     stacked_counts = int(np.asarray(dataset.counts.data, dtype=np.int64).sum())
     per_obs = [o for o in reduction["observations"] if o.get("status") == "ok"]
     out: dict[str, Any] = {
@@ -398,10 +403,16 @@ def run_once(sampler: MemorySampler, work: Path, store: Path, n: int, args, fit:
         "driver_timings": reduction.get("driver_timings"),
         "task_stage_seconds": reduction.get("task_stage_seconds"),
         "mean_task_s": float(np.mean([o["seconds"] for o in per_obs])) if per_obs else None,
-        "fan_in": reduction.get("fan_in"),
+        "block_size": reduction.get("block_size"),
+        "n_blocks": reduction.get("n_blocks"),
+        "merge_fan_in": reduction.get("merge_fan_in"),
+        "n_reducers": reduction.get("n_reducers"),
         "max_in_flight": reduction.get("max_in_flight"),
-        "max_obs_per_task": reduction.get("max_obs_per_task"),
         "n_tasks": reduction.get("n_tasks"),
+        # block-state refs held by the driver at once / its bound (only with --no-fit: run_pipeline
+        # does not return the RunReport, and reduction.json does not carry these two)
+        "peak_refs_held": peak_refs,
+        "max_refs_held": max_refs,
         "stacked_counts": stacked_counts,
         "sum_per_obs_counts": int(sum(int(o["counts"]) for o in per_obs)),
         "memory": summarize_memory(sampler.of_phase(phase)),
@@ -440,7 +451,8 @@ def print_report(res: dict[str, Any]) -> None:
     print()
     print(f"simulate: {sim['n_obs']:,} observations, {sim['bytes'] / 1e9:.2f} GB, "
           + ("reused existing store" if sim["reused"] else
-             f"{sim['seconds']:.1f} s ({sim['n_obs'] / sim['seconds']:.0f} obs/s, Ray tasks of {sim['block_size']})"))
+             f"{sim['seconds']:.1f} s ({sim['n_obs'] / sim['seconds']:.0f} obs/s, Ray tasks of {sim['block_size']} "
+             f"observations)"))
     print(line)
     print(f"{'':<44}" + "".join(f"{c:>{w}}" for c in cols))
     print(line)
@@ -449,6 +461,12 @@ def print_report(res: dict[str, Any]) -> None:
     row("wall time: reduce + stack (+ fit) [s]", [r["total_s"] for r in runs])
     row("throughput [obs/s]", [r["throughput_obs_per_s"] for r in runs], 2)
     row("mean task time per obs [s]", [r["mean_task_s"] for r in runs], 3)
+    row("blocks (block_size) / reducers", [f"{r['n_blocks']} ({r['block_size']}) / {r['n_reducers']}"
+                                          for r in runs])
+    row("block tasks / max in flight", [f"{r['n_tasks']} / {r['max_in_flight']}" for r in runs])
+    if any(r.get("peak_refs_held") is not None for r in runs):
+        row("driver refs held: peak / bound", [f"{r['peak_refs_held']} / {r['max_refs_held']}"
+                                               if r.get("peak_refs_held") is not None else None for r in runs])
     row("stacked counts == sum of per-obs counts", [r["stacked_counts"] == r["sum_per_obs_counts"] for r in runs])
     labels = {"driver": "driver (this process)", "actor": "reduction actor (per process)",
               "worker": "worker (per process)", "system": "raylet/GCS/... (per process)"}
@@ -493,12 +511,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="also reduce the first COMPARE observations first (default N/10; 0: no)")
     parser.add_argument("--num-cpus", type=int, default=2, help="CPUs of the local Ray")
     parser.add_argument("--no-fit", action="store_true", help="reduce and stack only (no fit)")
-    parser.add_argument("--fan-in", type=int, default=64,
-                        help="observations per leaf reducer (ray.fan_in; each leaf is one actor process)")
-    parser.add_argument("--max-in-flight", type=int, default=None, help="reduction tasks in flight (3 x CPUs)")
-    parser.add_argument("--max-obs-per-task", type=int, default=8,
-                        help="largest pack of observations per reduction task (ray.max_obs_per_task)")
-    parser.add_argument("--block-size", type=int, default=250, help="observations written per simulation task")
+    parser.add_argument("--block-size", type=int, default=8,
+                        help="observations folded by one reduction task into one state (ray.block_size)")
+    parser.add_argument("--merge-fan-in", type=int, default=None,
+                        help="block states merged per reducer below the root (ray.merge_fan_in; default 256)")
+    parser.add_argument("--max-in-flight", type=int, default=None,
+                        help="reduction tasks in flight (default 2 x CPUs)")
+    parser.add_argument("--sim-block-size", type=int, default=250, help="observations written per simulation task")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work-dir", default="/tmp/grd-bench-scale", help="data store and outputs")
     parser.add_argument("--keep", action="store_true", help="keep the simulated data store")
@@ -507,7 +526,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--progress", action="store_true", help="reduction progress on stderr")
     args = parser.parse_args(argv)
 
-    import ray  # noqa: F401 - also puts ray's vendored psutil on sys.path
+    import ray  # also puts ray's vendored psutil on sys.path
+
+    from gamma_ray_dist.distributed import RayBackend
 
     n = int(args.n_obs)
     small = n // 10 if args.compare is None else int(args.compare)
@@ -517,23 +538,23 @@ def main(argv: list[str] | None = None) -> int:
     json_path = Path(args.json) if args.json else work / f"bench_scale_{n}.json"
     sampler = MemorySampler(args.interval, on_tick=write_snapshot(json_path), tick_every=30.0)
     sampler.start()
-    res: dict[str, Any] = {"n_obs": n, "num_cpus": args.num_cpus, "fan_in": args.fan_in,
+    res: dict[str, Any] = {"n_obs": n, "num_cpus": args.num_cpus, "block_size": args.block_size,
+                           "merge_fan_in": args.merge_fan_in,
                            "max_in_flight": args.max_in_flight, "fit": not args.no_fit, "json": str(json_path),
                            "interval_s": args.interval, "load_avg_start": os.getloadavg()}
     t_all = time.perf_counter()
     try:
         if store_is_complete(store, n, args.seed):
-            res["simulate"] = {"seconds": 0.0, "n_obs": n, "reused": True, "block_size": args.block_size,
+            res["simulate"] = {"seconds": 0.0, "n_obs": n, "reused": True, "block_size": args.sim_block_size,
                                "bytes": sum(f.stat().st_size for f in store.rglob("*") if f.is_file())}
         else:
             shutil.rmtree(store, ignore_errors=True)
-            ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
-            sampler.set_phase("simulate", ray.get_runtime_context().gcs_address)
-            try:
-                res["simulate"] = simulate_store(store, n, args.seed, args.block_size)
-            finally:
-                sampler.set_phase("idle")
-                ray.shutdown()
+            with RayBackend(num_cpus=args.num_cpus, progress=False) as backend:
+                sampler.set_phase("simulate", ray.get_runtime_context().gcs_address)
+                try:
+                    res["simulate"] = simulate_store(store, n, backend, args.seed, args.sim_block_size)
+                finally:
+                    sampler.set_phase("idle")
             res["simulate"]["memory"] = summarize_memory(sampler.of_phase("simulate"))
         print(f"simulate: {json.dumps({k: v for k, v in res['simulate'].items() if k != 'memory'})}", flush=True)
         res["runs"] = []
