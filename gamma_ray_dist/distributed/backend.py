@@ -193,10 +193,6 @@ class RayBackend(_BackendBase):
                 # Our own local Ray: workers at normal priority (Ray's default niceness 15 starves
                 # them on a machine shared with other work); an explicit $RAY_worker_niceness wins.
                 os.environ.setdefault("RAY_worker_niceness", "0")
-                # Token authentication stays on (Ray's default for a new local cluster); saying so
-                # explicitly, with Ray's documented setting, is what keeps Ray from warning about it
-                # on every run. A value the user set is left alone.
-                os.environ.setdefault("RAY_AUTH_MODE", "token")
                 ray.init(address="local", num_cpus=s.num_cpus, include_dashboard=s.include_dashboard,
                          log_to_driver=False)
             self._owns_ray = True
