@@ -22,7 +22,7 @@ from ...errors import GammaRayDistError
 from ...maps import Map
 from ..reference import reference_fluxes
 
-__all__ = ["FluxMaps", "EstimatorInputError", "SED_QUANTITIES"]
+__all__ = ["FluxMaps", "EstimatorInputError", "MapEstimator", "SED_QUANTITIES"]
 
 SED_QUANTITIES = {
     "dnde": ("ref_dnde", "cm-2 s-1 TeV-1"),
@@ -39,6 +39,37 @@ _WRITE_ORDER = ("norm", "norm_err", "norm_errn", "norm_errp", "norm_ul", "norm_s
 
 class EstimatorInputError(GammaRayDistError, ValueError):
     """An estimator cannot run on the given dataset or settings; the message names the cause."""
+
+
+class MapEstimator:
+    """What the map estimators share: ``selection_optional`` validated against the optional
+    quantities they compute, and the check of their positive parameters."""
+
+    tag = "MapEstimator"
+    _available_selection_optional: list[str] = ["errn-errp", "ul"]
+
+    @property
+    def selection_optional(self) -> list:
+        return self._selection_optional
+
+    @selection_optional.setter
+    def selection_optional(self, value: Any) -> None:
+        if value is None:
+            value = []
+        elif value == "all":
+            value = list(self._available_selection_optional)
+        value = list(value)
+        unknown = [v for v in value if v not in self._available_selection_optional]
+        if unknown:
+            raise EstimatorInputError(f"{self.tag}: selection_optional {unknown} not supported; "
+                                      f"choose among {self._available_selection_optional} or 'all'")
+        self._selection_optional = value
+
+    def _require_positive(self, **values: Any) -> None:
+        """Raise `EstimatorInputError` naming the first parameter that is not > 0."""
+        for name, value in values.items():
+            if not value > 0:
+                raise EstimatorInputError(f"{self.tag}: {name} must be positive, got {value}")
 
 
 class FluxMaps:

@@ -18,7 +18,7 @@ from astropy.coordinates import Angle
 
 from ...maps import Map
 from ...stats import CashCountsStatistic
-from .core import EstimatorInputError, FluxMaps
+from .core import EstimatorInputError, FluxMaps, MapEstimator
 from ._inputs import check_dataset, energy_groups, estimation_mask, reco_exposure
 
 __all__ = ["ExcessMapEstimator", "tophat_kernel"]
@@ -37,7 +37,7 @@ def _convolve(planes: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     return np.stack([fftconvolve(p, kernel, mode="same") for p in planes])
 
 
-class ExcessMapEstimator:
+class ExcessMapEstimator(MapEstimator):
     """Correlated excess and significance maps of a `MapDataset`.
 
     Parameters
@@ -57,7 +57,6 @@ class ExcessMapEstimator:
     """
 
     tag = "ExcessMapEstimator"
-    _available_selection_optional = ["errn-errp", "ul"]
 
     def __init__(self, correlation_radius: Any = "0.1 deg", n_sigma: float = 1, n_sigma_ul: float = 2,
                  selection_optional: Any = None, energy_edges: Any = None, correlate_off: bool = True,
@@ -68,9 +67,7 @@ class ExcessMapEstimator:
         if not self.correlation_radius.deg > 0:
             raise EstimatorInputError(f"ExcessMapEstimator: correlation_radius must be positive, "
                                       f"got {correlation_radius}")
-        for name, value in (("n_sigma", n_sigma), ("n_sigma_ul", n_sigma_ul)):
-            if not value > 0:
-                raise EstimatorInputError(f"ExcessMapEstimator: {name} must be positive, got {value}")
+        self._require_positive(n_sigma=n_sigma, n_sigma_ul=n_sigma_ul)
         self.n_sigma = n_sigma
         self.n_sigma_ul = n_sigma_ul
         self.selection_optional = selection_optional
@@ -78,23 +75,6 @@ class ExcessMapEstimator:
         self.correlate_off = correlate_off
         self.spectral_model = PowerLawSpectralModel(index=2) if spectral_model is None else spectral_model
         self.backend = backend
-
-    @property
-    def selection_optional(self) -> list:
-        return self._selection_optional
-
-    @selection_optional.setter
-    def selection_optional(self, value: Any) -> None:
-        if value is None:
-            value = []
-        elif value == "all":
-            value = list(self._available_selection_optional)
-        value = list(value)
-        unknown = [v for v in value if v not in self._available_selection_optional]
-        if unknown:
-            raise EstimatorInputError(f"{self.tag}: selection_optional {unknown} not supported; "
-                                      f"choose among {self._available_selection_optional} or 'all'")
-        self._selection_optional = value
 
     def estimate_kernel(self, dataset: Any) -> np.ndarray:
         geom = dataset.counts.geom

@@ -27,7 +27,7 @@ from astropy.coordinates import Angle, SkyCoord
 
 from ...maps import Map, WcsGeom
 from ...stats import TRUNCATION_VALUE, _LOG_TRUNCATION_SUM, brentq_vectorized
-from .core import EstimatorInputError, FluxMaps
+from .core import EstimatorInputError, FluxMaps, MapEstimator
 from ._inputs import check_dataset, energy_groups, estimation_mask, reco_exposure, run_jobs
 
 __all__ = ["TSMapEstimator", "TSOptions", "prepare_ts_inputs", "ts_tile", "ts_tile_jobs", "ts_pixels"]
@@ -308,7 +308,7 @@ def _pad(a: np.ndarray, py: int, px: int) -> np.ndarray:
     return np.pad(a, ((0, 0), (py, py), (px, px)))
 
 
-class TSMapEstimator:
+class TSMapEstimator(MapEstimator):
     """Test-statistic map estimation (gammapy 2.1 ``TSMapEstimator`` names and defaults).
 
     Parameters
@@ -343,7 +343,6 @@ class TSMapEstimator:
     """
 
     tag = "TSMapEstimator"
-    _available_selection_optional = ["errn-errp", "ul"]
 
     def __init__(self, model: Any = None, kernel_width: Any = None, downsampling_factor: Optional[int] = None,
                  n_sigma: float = 1, n_sigma_ul: float = 2, threshold: Optional[float] = None, rtol: float = 0.01,
@@ -369,9 +368,7 @@ class TSMapEstimator:
             raise EstimatorInputError(f"TSMapEstimator: downsampling_factor must be a power of 2, "
                                       f"got {downsampling_factor}")
         self.downsampling_factor = downsampling_factor
-        for name, value in (("n_sigma", n_sigma), ("n_sigma_ul", n_sigma_ul), ("rtol", rtol)):
-            if not value > 0:
-                raise EstimatorInputError(f"TSMapEstimator: {name} must be positive, got {value}")
+        self._require_positive(n_sigma=n_sigma, n_sigma_ul=n_sigma_ul, rtol=rtol)
         if int(max_niter) < 1:
             raise EstimatorInputError(f"TSMapEstimator: max_niter must be >= 1, got {max_niter}")
         self.n_sigma = n_sigma
@@ -388,23 +385,6 @@ class TSMapEstimator:
     @property
     def model(self):
         return self.kernel_model
-
-    @property
-    def selection_optional(self) -> list:
-        return self._selection_optional
-
-    @selection_optional.setter
-    def selection_optional(self, value: Any) -> None:
-        if value is None:
-            value = []
-        elif value == "all":
-            value = list(self._available_selection_optional)
-        value = list(value)
-        unknown = [v for v in value if v not in self._available_selection_optional]
-        if unknown:
-            raise EstimatorInputError(f"{self.tag}: selection_optional {unknown} not supported; "
-                                      f"choose among {self._available_selection_optional} or 'all'")
-        self._selection_optional = value
 
     @property
     def selection_all(self) -> list:
