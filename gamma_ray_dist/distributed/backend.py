@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable, Protocol, Sequence, TypeVar, runtime
 from actors.protocols import AccumulatorFactory, TaskFn
 
 from .blocks import ReductionPlan, fold_block, reraise, sorted_unique
-from .progress import Progress
+from .progress import make_progress
 from .report import RunReport, RunResult
 from .settings import ExecutionSettings
 
@@ -107,7 +107,7 @@ class SerialBackend(_BackendBase):
         plan = ReductionPlan.create(ids, s.block_size, s.merge_fan_in)
         report = RunReport(s.run_id or "serial", "serial", s.block_size, len(plan.blocks), s.merge_fan_in,
                            duplicate_obs_ids=dups, n_reducers=plan.n_reducers)
-        bar = None if not s.progress else Progress(len(ids), None if s.progress is True else s.progress)
+        bar = make_progress(len(ids), s.progress)
         states: list[dict | None] = []
         n_done = n_failed = 0
         try:

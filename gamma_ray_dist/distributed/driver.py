@@ -34,10 +34,11 @@ from actors.protocols import AccumulatorFactory, TaskFn
 from actors.reduction import ReductionActor
 from actors.refs import Failed, get_each
 
-from .progress import Progress
+from .progress import make_progress
 from .blocks import ReductionPlan, failure_status, fold_block, reraise, sorted_unique
 from .links import ReducerLink, ReducerPool
 from .report import RunReport, RunResult
+from .tasks import remote_function
 
 __all__ = ["RayReduction", "DEFAULT_ROOT_CHECKPOINT_EVERY"]
 
@@ -51,17 +52,6 @@ def _block_task(shared: tuple[TaskFn, Any, AccumulatorFactory, bool], block: tup
     """The Ray task: fold one block; returns ``(statuses, state)`` as two objects."""
     task_fn, value, make_accumulator, strict = shared
     return fold_block(task_fn, value, block, make_accumulator, strict)
-
-
-_REMOTE_BLOCK_TASK = None
-
-
-def _remote_block_task():
-    """`_block_task` as a Ray remote function, defined once per process (not exported per run)."""
-    global _REMOTE_BLOCK_TASK
-    if _REMOTE_BLOCK_TASK is None:
-        _REMOTE_BLOCK_TASK = ray.remote(_block_task)
-    return _REMOTE_BLOCK_TASK
 
 
 class RayReduction:
@@ -144,8 +134,7 @@ class RayReduction:
         self.final_ref: ray.ObjectRef | None = None
         self.n_done = self.n_failed = 0
         self.t_tasks_done: float | None = None
-        self.bar = None if progress is False or progress is None else Progress(
-            len(ids), None if progress is True else progress)
+        self.bar = make_progress(len(ids), progress)
 
     # -- reducers ----------------------------------------------------------------------------
     def _actor_args(self, tag: str) -> dict[str, Any]:
@@ -202,7 +191,7 @@ class RayReduction:
             # reference), so the remote function is defined once per process and reused.
             self.shared_ref = ray.put((self.task_fn, self.shared, self.make_accumulator, self.strict))
             self.report.timings["put_shared"] = time.perf_counter() - t0
-            self.remote = _remote_block_task().options(num_returns=2, max_retries=self.max_retries,
+            self.remote = remote_function(_block_task).options(num_returns=2, max_retries=self.max_retries,
                                                        retry_exceptions=False)
             n_keys = len(self.plan.groups) or len(self.plan.blocks)
             if self.plan.n_reducers:

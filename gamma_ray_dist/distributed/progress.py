@@ -9,7 +9,7 @@ import sys
 import time
 from typing import TextIO
 
-__all__ = ["Progress"]
+__all__ = ["Progress", "make_progress"]
 
 
 class Progress:
@@ -100,3 +100,10 @@ class Progress:
             f"{self.label}: {self.done}/{self.total} observations, {self.failed} failed, "
             f"{rate:.2f} obs/s, elapsed {elapsed:.1f} s, eta {eta}"
         )
+
+
+def make_progress(total: int, progress: "bool | TextIO | None") -> Progress | None:
+    """A `Progress` on stderr (``True``), on the given stream, or None (``False``/None: no output)."""
+    if progress is False or progress is None:
+        return None
+    return Progress(total, None if progress is True else progress)

@@ -8,7 +8,17 @@ import ray
 
 from actors.refs import Failed, get_each
 
-__all__ = ["map_tasks"]
+__all__ = ["map_tasks", "remote_function"]
+
+#: Remote functions defined in this process, so each is exported to the cluster once, not per call.
+_REMOTE: dict[Callable[..., Any], Any] = {}
+
+
+def remote_function(fn: Callable[..., Any]) -> Any:
+    """``ray.remote(fn)``, created once per process."""
+    if fn not in _REMOTE:
+        _REMOTE[fn] = ray.remote(fn)
+    return _REMOTE[fn]
 
 #: Shared inputs deserialised in this (worker) process, keyed by their object id. Small: a worker
 #: serves one map call at a time, and a finished call's input is dropped when the next arrives.
@@ -36,23 +46,13 @@ def _job_task(box: list, fn: Callable[[Any, Any], Any], job: Any) -> Any:
     return fn(_shared_value(box), job)
 
 
-_REMOTE_JOB = None
-
-
-def _remote_job():
-    global _REMOTE_JOB
-    if _REMOTE_JOB is None:
-        _REMOTE_JOB = ray.remote(_job_task)
-    return _REMOTE_JOB
-
-
 def map_tasks(fn: Callable[[Any, Any], Any], jobs: Sequence[Any], shared: Any = None, *,
               max_in_flight: int = 4, wait_timeout: float = 1.0) -> list[Any]:
     """``[fn(shared, job) for job in jobs]`` as Ray tasks (see `RayBackend.map`)."""
     if not jobs:
         return []
     box = [None if shared is None else ray.put(shared)]
-    remote = _remote_job()
+    remote = remote_function(_job_task)
     results: list[Any] = [None] * len(jobs)
     pending: dict[ray.ObjectRef, int] = {}
     next_job = 0
