@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from actors.reduction import OrderedReducer
+from actors.ordered import OrderedReducer
 from actors.tree import chunk_index, plan_chunks
 from gamma_ray_dist.distributed.progress import Progress
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from actors.checkpoints import CheckpointRefused, read_checkpoint, write_checkpoint
-from actors.reduction import OrderedReducer
+from actors.ordered import OrderedReducer
 
 from .test_driver_fakes import fake_task, make_accumulator, make_partial, serial_sum
 

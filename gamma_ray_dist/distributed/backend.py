@@ -99,7 +99,7 @@ class SerialBackend(_BackendBase):
     def reduce(self, obs_ids: Iterable[int], task_fn: TaskFn, shared: Any,
                make_accumulator: AccumulatorFactory, **overrides: Any) -> RunResult:
         """Fold the plan's blocks in order and merge them as the Ray tree does (same bits)."""
-        from actors.reduction import OrderedReducer
+        from actors.ordered import OrderedReducer
 
         s = self._run_settings(overrides)
         t_start = time.perf_counter()

@@ -4,7 +4,7 @@
 in flight, never more than ``window`` blocks ahead of the oldest unfinished one), collects the small
 status lists with `ray.wait` batches, and forwards each block's state *by ObjectRef* to the reducer
 that merges it (the root, or a middle reducer of its group), so states go from worker to reducer
-without passing through the driver. Reducers merge in block order (`actors.reduction.OrderedReducer`),
+without passing through the driver. Reducers merge in block order (`actors.ordered.OrderedReducer`),
 so the result is bit-identical to `SerialBackend.reduce` whatever the worker count, arrival order,
 retries or reducer restarts.
 
