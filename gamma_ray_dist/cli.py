@@ -111,11 +111,17 @@ def _settings(args: argparse.Namespace, config):
 
 
 def _execute(config, settings, options):
-    """Run the pipeline on the backend the settings name; the backend is closed at the end."""
+    """Run the pipeline on the backend the settings name; the backend is closed at the end.
+
+    The backend is not started here: `run_pipeline` starts it after reading the inputs, so a bad data
+    store or models file fails before Ray starts, and ``backend_start`` times what it costs.
+    """
+    from contextlib import closing
+
     from .distributed import make_backend
     from .pipeline import run_pipeline
 
-    with make_backend(settings) as backend:
+    with closing(make_backend(settings)) as backend:
         return run_pipeline(config, options, backend)
 
 
