@@ -192,7 +192,7 @@ class RayReduction:
             self.shared_ref = ray.put((self.task_fn, self.shared, self.make_accumulator, self.strict))
             self.report.timings["put_shared"] = time.perf_counter() - t0
             self.remote = remote_function(_block_task).options(num_returns=2, max_retries=self.max_retries,
-                                                       retry_exceptions=False)
+                                                               retry_exceptions=False)
             n_keys = len(self.plan.groups) or len(self.plan.blocks)
             if self.plan.n_reducers:
                 self.root = self._link("root", range(n_keys))
