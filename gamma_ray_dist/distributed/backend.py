@@ -180,6 +180,12 @@ class RayBackend(_BackendBase):
 
     def start(self) -> "RayBackend":
         """Start, connect to, or join Ray (idempotent)."""
+        if not self.settings.address and "ray" not in sys.modules:
+            # A private local Ray keeps token authentication on (Ray's default for a new local
+            # cluster). Saying so with Ray's documented setting stops Ray from warning about it on
+            # every run; it must be in the environment before Ray reads its configuration (at import),
+            # and a value the user set is left alone.
+            os.environ.setdefault("RAY_AUTH_MODE", "token")
         import ray
 
         if self._cpus is not None and ray.is_initialized():
