@@ -264,14 +264,14 @@ def test_invalid_settings_name_the_key(change, key):
 # ---------------------------------------------------------------------------------------------
 def test_auto_choice_follows_the_size_of_the_work_and_a_named_cluster():
     from gamma_ray_dist.distributed import choose_backend
-    from gamma_ray_dist.distributed.backend import EXPECTED_RAY_STARTUP_S
+    from gamma_ray_dist.distributed.backend import EXPECTED_RAY_EFFICIENCY, EXPECTED_RAY_STARTUP_S
 
     local = ExecutionSettings(progress=False)
     assert choose_backend(local, 20, 0.5, 0.025, local_cpus=2)[0] == "serial"  # ~1 s of work
-    name, reason = choose_backend(local, 1000, 0.5, 0.025, local_cpus=2)  # ~25 s: Ray saves ~12 s
+    name, reason = choose_backend(local, 1000, 0.5, 0.025, local_cpus=2)  # ~25 s: Ray saves ~9 s
     assert name == "ray" and "1000 observations" in reason and "25 ms each" in reason
-    # the break-even: serial time x (1 - 1/cpus) = start-up
-    n_even = int(2 * EXPECTED_RAY_STARTUP_S / 0.025)
+    # the break-even: serial time x (1 - 1/(efficiency x cpus)) = start-up
+    n_even = int(EXPECTED_RAY_STARTUP_S / (1 - 1 / (2 * EXPECTED_RAY_EFFICIENCY)) / 0.025)
     assert choose_backend(local, n_even - 20, 0.025, 0.025, local_cpus=2)[0] == "serial"
     assert choose_backend(local, n_even + 20, 0.025, 0.025, local_cpus=2)[0] == "ray"
     assert choose_backend(local, 10**6, 0.5, 0.025, local_cpus=1)[0] == "serial"

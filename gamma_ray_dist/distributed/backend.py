@@ -27,11 +27,15 @@ from .report import RunReport, RunResult
 from .settings import ExecutionSettings
 
 __all__ = ["Backend", "SerialBackend", "RayBackend", "AutoBackend", "make_backend", "choose_backend",
-           "EXPECTED_RAY_STARTUP_S"]
+           "EXPECTED_RAY_STARTUP_S", "EXPECTED_RAY_EFFICIENCY"]
 
-#: Seconds a fresh local Ray costs before its workers reduce at full speed (start-up, worker and reducer
-#: processes importing the package), measured on a 2-core machine: 3-4 s; `choose_backend` uses it.
-EXPECTED_RAY_STARTUP_S = 4.0
+#: Seconds a fresh local Ray costs before its workers reduce (``ray.init`` 3.1-4.6 s, then 2.0-2.4 s until
+#: the first task runs: worker start, imports), measured with the CLI on a 2-core machine.
+EXPECTED_RAY_STARTUP_S = 6.0
+
+#: Speed-up per CPU of the reduction on a local Ray (same machine: 1000 simulated observations
+#: reduced 1.53x faster on 2 CPUs than serially, the 2-process ceiling being ~1.7x).
+EXPECTED_RAY_EFFICIENCY = 0.8
 
 log = logging.getLogger(__name__)
 
@@ -267,7 +271,8 @@ def choose_backend(settings: ExecutionSettings, n_obs: int, first_seconds: float
 
     Ray when an address names a cluster (flag, ``$RAY_ADDRESS`` or config); else Ray when the
     estimated serial reduction, shared over the local CPUs, saves more than a local Ray costs to
-    start (`EXPECTED_RAY_STARTUP_S`): ``serial * (1 - 1/cpus) > startup``. The serial estimate is
+    start (`EXPECTED_RAY_STARTUP_S`): ``serial * (1 - 1/(efficiency * cpus)) > startup``, with the
+    measured per-CPU efficiency `EXPECTED_RAY_EFFICIENCY`. The serial estimate is
     ``first + (n_obs - 1) * steady`` from observations reduced as a probe in this process.
     """
     if settings.address:
@@ -279,7 +284,7 @@ def choose_backend(settings: ExecutionSettings, n_obs: int, first_seconds: float
         return "ray", "the reduction time could not be estimated (the probe observation failed)"
     steady = first_seconds if steady_seconds is None else steady_seconds
     serial = first_seconds + max(0, n_obs - 1) * steady
-    saving = serial * (1.0 - 1.0 / cpus)
+    saving = serial * (1.0 - 1.0 / (EXPECTED_RAY_EFFICIENCY * cpus))
     detail = (f"estimated serial reduction {serial:.1f} s for {n_obs} observations "
               f"({1e3 * steady:.0f} ms each); {cpus} CPUs would save {saving:.1f} s, a local Ray costs "
               f"~{EXPECTED_RAY_STARTUP_S:.0f} s to start")
