@@ -39,7 +39,11 @@ class Accumulator(Protocol):
         """Add another accumulator (over disjoint observations) into this one, in place."""
 
     def state(self) -> dict[str, Any]:
-        """Plain dict of numpy arrays and scalars (picklable); the checkpoint payload."""
+        """Plain dict of numpy arrays and scalars (picklable); the checkpoint payload.
+
+        An accumulator may also define ``transport_state()``: a smaller state (e.g. cropped to what
+        its observations cover) that ``from_state`` turns back into the same sums; a task ships that.
+        """
 
     @classmethod
     def from_state(cls: type[A], state: Mapping[str, Any]) -> A:

@@ -25,6 +25,38 @@ STATE_VERSION = 1
 _FLOAT_BUFFERS = ("background", "exposure", "psf_weighted", "psf_exposure",
                   "edisp_weighted", "edisp_exposure")
 
+#: Which grid each buffer lives on: the stacked geometry ("fine") or the IRF maps' ("coarse").
+_GRID = {"counts": "fine", "background": "fine", "mask_safe": "fine", "mask_fit": "fine", "exposure": "fine",
+         "psf_weighted": "coarse", "psf_exposure": "coarse", "edisp_weighted": "coarse",
+         "edisp_exposure": "coarse"}
+
+#: An extent covering the whole grid (an accumulator built from a dataset or a full state).
+FULL = "full"
+
+
+def _union(a, b):
+    """Union of two extents: None (nothing), `FULL`, or pixel bounds ``((y0, y1), (x0, x1))``."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    if a == FULL or b == FULL:
+        return FULL
+    (ay0, ay1), (ax0, ax1) = a
+    (by0, by1), (bx0, bx1) = b
+    return (min(ay0, by0), max(ay1, by1)), (min(ax0, bx0), max(ax1, bx1))
+
+
+def _narrow_counts(counts: np.ndarray) -> np.ndarray:
+    """Counts in the narrowest integer type that holds them (for transport; widened on receipt)."""
+    if counts.size == 0 or counts.min() < 0:
+        return counts.copy()
+    top = counts.max()
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if top <= np.iinfo(dtype).max:
+            return counts.astype(dtype)
+    return counts.copy()
+
 
 class StackAccumulator:
     """Sums of observation partials on the stacked geometry.
@@ -68,6 +100,8 @@ class StackAccumulator:
         self.gti_stop = np.zeros(0)
         self.meta_rows: List[Dict[str, Any]] = []
         self.fov: Dict[int, Dict[str, Any]] = {}
+        # The part of each grid the sums cover (None: nothing yet): what a compact state ships.
+        self.extent: Dict[str, Any] = {"fine": None, "coarse": None}
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -79,6 +113,7 @@ class StackAccumulator:
         as in gammapy).
         """
         acc = cls(StackGeometry.from_dataset(dataset), name=name or dataset.name)
+        acc.extent = {"fine": FULL, "coarse": FULL}
         b = acc.buffers
         b["counts"][...] = np.rint(np.nan_to_num(dataset.counts.data)).astype(np.int64)
         if dataset.background is not None:
@@ -117,6 +152,7 @@ class StackAccumulator:
         if partial.obs_id in self.obs_ids:
             return False
         b = self.buffers
+        self.extent["fine"] = _union(self.extent["fine"], partial.fine_bounds)
         fine = window_slices(partial.fine_bounds)
         b["counts"][fine] += partial.counts
         if partial.background is not None:
@@ -129,6 +165,7 @@ class StackAccumulator:
         if partial.exposure is not None and b["exposure"] is not None:
             b["exposure"][fine] += partial.exposure
         if partial.coarse_bounds is not None:
+            self.extent["coarse"] = _union(self.extent["coarse"], partial.coarse_bounds)
             coarse = window_slices(partial.coarse_bounds)
             for key in ("psf_weighted", "psf_exposure", "edisp_weighted", "edisp_exposure"):
                 value = getattr(partial, key)
@@ -172,19 +209,38 @@ class StackAccumulator:
         self.meta_rows.extend(dict(r) for r in other.meta_rows)
         self.fov.update(other.fov)
         self.obs_ids.extend(other.obs_ids)
+        self.extent = {k: _union(self.extent[k], other.extent[k]) for k in self.extent}
         return self
 
     def __iadd__(self, other):
         return self.merge(other)
 
     # -- checkpoints --------------------------------------------------------------------
-    def state(self) -> Dict[str, Any]:
-        """Plain dict of numpy arrays and scalars (copies), for atomic checkpoints."""
-        return {
+    def state(self, compact: bool = False) -> Dict[str, Any]:
+        """Plain dict of numpy arrays and scalars (copies), for atomic checkpoints.
+
+        ``compact=True`` (what a block task ships to its reducer): the buffers cropped to the part of
+        each grid the sums cover (``state["window"]``) and the counts in the narrowest integer type;
+        `from_state` restores the full buffers exactly, so a merge adds the same numbers.
+        """
+        fine, coarse = self.extent["fine"], self.extent["coarse"]
+        window = None
+        if compact and fine not in (None, FULL) and coarse != FULL:
+            window = {"fine": fine} if coarse is None else {"fine": fine, "coarse": coarse}
+        buffers = {}
+        for k, v in self.buffers.items():
+            if v is None:
+                buffers[k] = None
+            elif window is not None and _GRID[k] in window:
+                v = v[window_slices(window[_GRID[k]])]
+                buffers[k] = _narrow_counts(v) if k == "counts" else v.copy()
+            else:
+                buffers[k] = v.copy()
+        out = {
             "version": STATE_VERSION,
             "geometry": self.geometry,
             "name": self.name,
-            "buffers": {k: (None if v is None else v.copy()) for k, v in self.buffers.items()},
+            "buffers": buffers,
             "livetime": self.livetime,
             "obs_ids": np.array(self.obs_ids, dtype=np.int64),
             "gti_start": self.gti_start.copy(),
@@ -192,6 +248,13 @@ class StackAccumulator:
             "meta_rows": [dict(r) for r in self.meta_rows],
             "fov": {int(k): dict(v) for k, v in self.fov.items()},
         }
+        if window is not None:
+            out["window"] = window
+        return out
+
+    def transport_state(self) -> Dict[str, Any]:
+        """``state(compact=True)``: what a task ships (see `actors.protocols.Accumulator`)."""
+        return self.state(compact=True)
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> "StackAccumulator":
@@ -199,7 +262,22 @@ class StackAccumulator:
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"unsupported accumulator state version {state.get('version')}")
         acc = cls(state["geometry"], name=state.get("name"))
-        acc.buffers = {k: (None if v is None else np.array(v)) for k, v in state["buffers"].items()}
+        window = state.get("window")
+        if window is None:
+            acc.buffers = {k: (None if v is None else np.array(v)) for k, v in state["buffers"].items()}
+            acc.extent = {"fine": FULL, "coarse": FULL}
+        else:  # a compact state: zeros outside the window, exactly the shipped sums inside
+            for k, v in state["buffers"].items():
+                if v is None:
+                    acc.buffers[k] = None
+                    continue
+                if _GRID[k] not in window:  # shipped whole (nothing was added on that grid)
+                    acc.buffers[k] = np.array(v)
+                    continue
+                if acc.buffers[k] is None:  # mask_fit: created on first use
+                    acc.buffers[k] = np.zeros(acc.buffers["mask_safe"].shape, dtype=bool)
+                acc.buffers[k][window_slices(window[_GRID[k]])] = v
+            acc.extent = {"fine": window.get("fine"), "coarse": window.get("coarse")}
         acc.livetime = float(state["livetime"])
         acc.obs_ids = [int(i) for i in state["obs_ids"]]
         acc.gti_start = np.array(state["gti_start"], dtype=float)

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Protocol, Sequence, TypeVar, runtime
 
 from actors.protocols import AccumulatorFactory, TaskFn
 
-from .blocks import ReductionPlan, fold_block, reraise, sorted_unique
+from .blocks import ReductionPlan, final_state, fold_block, reraise, sorted_unique
 from .progress import make_progress
 from .report import RunReport, RunResult
 from .settings import ExecutionSettings
@@ -143,10 +143,8 @@ class SerialBackend(_BackendBase):
 
 def _merge_serial(plan: ReductionPlan, states: list, make_accumulator: AccumulatorFactory, reducer_cls) -> dict:
     """The plan's merge tree in this process: the same folds, in the same order, as the reducers."""
-    if not plan.blocks:
-        return make_accumulator().state()
-    if len(plan.blocks) == 1:
-        return states[0] if states[0] is not None else make_accumulator().state()
+    if len(plan.blocks) <= 1:
+        return final_state(states[0] if states else None, make_accumulator)
 
     def merge(keys: Sequence[int], items: Sequence[dict | None]) -> dict:
         reducer = reducer_cls(keys, make_accumulator, mode="merge")

@@ -17,7 +17,7 @@ from typing import Any, Iterable
 from actors.protocols import AccumulatorFactory, Partial, TaskFn
 from actors.tree import plan_chunks
 
-__all__ = ["ReductionPlan", "sorted_unique", "run_one", "fold_block", "failure_status", "reraise"]
+__all__ = ["ReductionPlan", "sorted_unique", "run_one", "fold_block", "final_state", "failure_status", "reraise"]
 
 
 @dataclass(frozen=True)
@@ -85,8 +85,8 @@ def fold_block(task_fn: TaskFn, shared: Any, block: tuple[int, ...], make_accumu
     statuses : list of dict
         One per observation reduced (with ``strict``, the block stops at its first failure).
     state : dict or None
-        ``accumulator.state()`` of the successful observations; None when none succeeded (or
-        with ``strict`` after a failure).
+        The accumulator's ``transport_state()`` (compact, when it has one) or ``state()``, of the
+        successful observations; None when none succeeded (or with ``strict`` after a failure).
     """
     statuses: list[dict[str, Any]] = []
     acc = None
@@ -100,7 +100,16 @@ def fold_block(task_fn: TaskFn, shared: Any, block: tuple[int, ...], make_accumu
         if acc is None:
             acc = make_accumulator()
         acc.add(partial)
-    return statuses, (None if acc is None else acc.state())
+    if acc is None:
+        return statuses, None
+    return statuses, getattr(acc, "transport_state", acc.state)()
+
+
+def final_state(state: dict[str, Any] | None, make_accumulator: AccumulatorFactory) -> dict[str, Any]:
+    """A one-block run's result as a reducer would give it: ``state()`` of the block's accumulator
+    (the block shipped its compact ``transport_state``), or the empty state when nothing was reduced."""
+    empty = make_accumulator()
+    return empty.state() if state is None else type(empty).from_state(state).state()
 
 
 def failure_status(error: BaseException, seconds: float = 0.0) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from actors.reduction import ReductionActor
 from actors.refs import Failed, get_each
 
 from .progress import make_progress
-from .blocks import ReductionPlan, failure_status, fold_block, reraise, sorted_unique
+from .blocks import ReductionPlan, failure_status, final_state, fold_block, reraise, sorted_unique
 from .links import ReducerLink, ReducerPool
 from .report import RunReport, RunResult
 from .tasks import remote_function
@@ -203,6 +203,8 @@ class RayReduction:
                 self._upkeep(ready)
             t0 = time.perf_counter()
             state = ray.get(self.final_ref)
+            if self.root is None:
+                state = final_state(state, self.make_accumulator)
             self.report.timings["fetch_result"] = time.perf_counter() - t0
             completed = True
         finally:
@@ -262,8 +264,8 @@ class RayReduction:
                 if self.strict:
                     reraise(status, obs_id)
             target = self.groups[self.group_of[b]] if self.plan.groups else self.root
-            if target is None:  # a one-block run: its state is the result
-                self.final_ref = state_ref if n_ok else ray.put(self.make_accumulator().state())
+            if target is None:  # a one-block run: its state is the result (made a full state below)
+                self.final_ref = state_ref if n_ok else ray.put(None)
             elif n_ok:
                 target.send(b, state_ref)
             else:

@@ -64,8 +64,8 @@ class SummaryAccumulator(StackAccumulator):
         self.summaries.update(getattr(other, "summaries", {}))
         return self
 
-    def state(self) -> dict[str, Any]:
-        state = super().state()
+    def state(self, compact: bool = False) -> dict[str, Any]:
+        state = super().state(compact)
         state["summaries"] = {int(k): dict(v) for k, v in self.summaries.items()}
         return state
 
