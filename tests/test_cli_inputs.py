@@ -7,6 +7,7 @@ directory is left behind.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -29,12 +30,12 @@ def cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, *needles: str) -> str:
-    """Exit ``code``, no traceback anywhere, stderr one ``gamma-ray-dist: error:`` line containing ``needles``."""
+    """Exit ``code``, no traceback anywhere, stderr one ``PROG: error:`` line containing ``needles``."""
     assert proc.returncode == code, proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("gamma-ray-dist: error: ")
+    assert re.match(r"(gamma-ray-dist|seed_low_level\.py): error: ", lines[0]), lines[0]
     for needle in needles:
         assert needle in lines[0]
     return lines[0]
@@ -221,3 +222,17 @@ def test_log_level_from_the_config_and_flags(tmp_path, hess_dr1):
     assert_one_line_error(quiet, 2, "nope.yaml")
     cfg.write_text(CONFIG.read_text().replace("log: {level: info}", "log: {level: loud}"))
     assert_one_line_error(cli(*args, env=env), 2, "general.log.level")
+
+
+# -- the examples script ----------------------------------------------------------------------------
+@pytest.mark.parametrize("gammapy_data", [None, "missing"])
+def test_seed_script_with_a_wrong_gammapy_data(tmp_path, gammapy_data):
+    env = {k: v for k, v in os.environ.items() if k != "GAMMAPY_DATA"}
+    if gammapy_data is not None:
+        env["GAMMAPY_DATA"] = str(tmp_path / gammapy_data)
+    env["PYTHONPATH"] = str(ROOT)
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "seed_low_level.py"), "--out", str(out)],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert_one_line_error(proc, 2, "GAMMAPY_DATA")
+    assert not out.exists()  # nothing written before the check
