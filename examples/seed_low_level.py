@@ -68,11 +68,15 @@ def show(name):
     print(f"wrote {filename}")
 
 
+# Checked before anything is written: a wrong GAMMAPY_DATA is one line and exit code 2.
+if "GAMMAPY_DATA" not in os.environ:
+    parser.exit(2, f"{parser.prog}: error: set GAMMAPY_DATA to the folder that contains hess-dl3-dr1/\n")
+if not (Path(os.environ["GAMMAPY_DATA"]) / "hess-dl3-dr1" / "hdu-index.fits.gz").is_file():
+    parser.exit(2, f"{parser.prog}: error: GAMMAPY_DATA={os.environ['GAMMAPY_DATA']} has no "
+                   "hess-dl3-dr1/hdu-index.fits.gz (set it to the folder that contains hess-dl3-dr1/)\n")
+
 path = Path(args.out) / "analysis_2"
 path.mkdir(parents=True, exist_ok=True)
-
-if "GAMMAPY_DATA" not in os.environ:
-    raise SystemExit("set GAMMAPY_DATA to the folder that contains hess-dl3-dr1/")
 
 # ---------------------------------------------------------------------------------------------
 # Defining the datastore and selecting observations

@@ -289,3 +289,18 @@ def test_auto_backend_reduces_small_work_serially_and_says_why(serial, serial_st
         assert backend.map(_job, [1, 2], shared={"scale": 2})[0][0] == 2
     _assert_same(result.state, serial_state)
     assert stream.getvalue().startswith("backend: serial (estimated serial reduction")
+
+
+def test_progress_counts_the_observation_that_stops_a_strict_run(serial):
+    from gamma_ray_dist.errors import ObservationError
+
+    def fails_on_105(shared, obs_id):
+        if obs_id == 105:
+            raise ObservationError("broken", obs_id=obs_id)
+        return fake_task(shared, obs_id)
+
+    stream = io.StringIO()
+    with pytest.raises(ObservationError):
+        serial.reduce(IDS, fails_on_105, None, make_accumulator, progress=stream, strict=True)
+    last = stream.getvalue().splitlines()[-1]
+    assert ", 1 failed," in last and last.endswith("stopped: observation 105 failed")

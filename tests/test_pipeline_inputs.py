@@ -45,6 +45,14 @@ def test_selection_by_ids_cone_and_time(hess_dr1):
 
     assert select_obs_ids(_config(hess_dr1, time_box), store) == [23523, 23526]
 
+    def unknown_and_cone(d):  # an id absent from the data store is kept (its reduction fails, reported)
+        d = ids_and_cone(d)
+        d["observations"]["obs_ids"] = [23523, 99999]
+        return d
+
+    assert select_obs_ids(_config(hess_dr1, unknown_and_cone), store) == [23523, 99999]
+    assert select_obs_ids(_config(hess_dr1, lambda d: time_box(unknown_and_cone(d))), store) == [23523, 99999]
+
 
 def test_exclusion_from_file_equals_the_region(hess_dr1, reference_dir):
     cfg = _config(hess_dr1)

@@ -650,6 +650,8 @@ class RayConfig(_Section):
         Block states merged by one reducer below the root (>= 2); also part of the result's definition.
     strict : bool
         If True, the first failing observation aborts the run; else it is recorded and skipped.
+    connect_timeout : float
+        Seconds to wait for a TCP connection to ``address`` before the run is refused (> 0).
     """
 
     address: str | None = _field("str")
@@ -658,6 +660,7 @@ class RayConfig(_Section):
     block_size: int = _field("int", 8, required=True, min=1)
     merge_fan_in: int = _field("int", 256, required=True, min=2)
     strict: bool = _field("bool", False)
+    connect_timeout: float = _field("float", 10.0, required=True, min=0.001)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -70,14 +70,22 @@ class Progress:
             self._last_write, self._last_decile = now, decile
 
     def close(self) -> None:
-        """Write the final state (newline-terminated)."""
+        """Write the final state (newline-terminated).
+
+        Closed while an observation's error stops the run (``strict``: the reduction re-raises it
+        before it counts it), that observation is counted as done and failed, and the line says so.
+        """
         if not self.enabled:
             return
         now = time.perf_counter()
+        stopped = _stopping_observation()
+        if stopped is not None:
+            self.done, self.failed = min(self.total, self.done + 1), self.failed + 1
+        suffix = f"; stopped: observation {stopped} failed" if stopped is not None else ""
         if self.tty:
-            self.stream.write("\r" + self._bar(now) + "\n")
-        elif self._last_decile < 10:
-            self.stream.write(self._line(now) + "\n")
+            self.stream.write("\r" + self._bar(now) + suffix + "\n")
+        elif self._last_decile < 10 or stopped is not None:
+            self.stream.write(self._line(now) + suffix + "\n")
         self.stream.flush()
 
     # -- formatting --------------------------------------------------------------------------
@@ -100,6 +108,16 @@ class Progress:
             f"{self.label}: {self.done}/{self.total} observations, {self.failed} failed, "
             f"{rate:.2f} obs/s, elapsed {elapsed:.1f} s, eta {eta}"
         )
+
+
+def _stopping_observation() -> int | None:
+    """The obs id of an `ObservationError` being raised through the caller's ``finally``, else None."""
+    from ..errors import ObservationError
+
+    exc = sys.exc_info()[1]
+    if isinstance(exc, ObservationError):
+        return exc.obs_id if exc.obs_id is not None else -1
+    return None
 
 
 def make_progress(total: int, progress: "bool | TextIO | None") -> Progress | None:

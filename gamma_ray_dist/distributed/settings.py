@@ -15,7 +15,8 @@ from typing import Any, Literal, Mapping, TextIO
 
 from ..errors import ConfigError
 
-__all__ = ["ExecutionSettings", "BACKENDS", "DEFAULT_BLOCK_SIZE", "DEFAULT_MERGE_FAN_IN"]
+__all__ = ["ExecutionSettings", "BACKENDS", "DEFAULT_BLOCK_SIZE", "DEFAULT_MERGE_FAN_IN",
+           "DEFAULT_CONNECT_TIMEOUT"]
 
 #: Backend names accepted by `ExecutionSettings.backend`.
 BACKENDS = ("auto", "serial", "ray")
@@ -27,6 +28,9 @@ DEFAULT_BLOCK_SIZE = 8
 #: Block states merged by one reducer below the root; more blocks than this get a middle level.
 #: Part of the result's definition too (it fixes the tree), never derived from the cluster size.
 DEFAULT_MERGE_FAN_IN = 256
+
+#: Seconds to wait for a TCP connection to a Ray address before the run is refused.
+DEFAULT_CONNECT_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,9 @@ class ExecutionSettings:
         Start the Ray dashboard with a local Ray (off: it costs start-up time and memory).
     progress : bool or stream
         Progress on stderr (True), nowhere (False), or on the given stream.
+    connect_timeout : float
+        Seconds the command line waits for a TCP connection to ``address`` before it gives up
+        (checked before Ray is started; see `gamma_ray_dist.distributed.address`).
     """
 
     backend: Literal["auto", "serial", "ray"] = "auto"
@@ -76,6 +83,7 @@ class ExecutionSettings:
     run_id: str | None = None
     include_dashboard: bool = False
     progress: bool | TextIO = True
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -85,6 +93,9 @@ class ExecutionSettings:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
                 raise ConfigError(f"ray.{name}", f"must be an integer >= {low}; got {value!r}")
+        timeout = self.connect_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ConfigError("ray.connect_timeout", f"must be a number of seconds > 0; got {timeout!r}")
 
     @classmethod
     def resolve(cls, config_ray: Any = None, *, environ: Mapping[str, str] | None = None,
@@ -106,7 +117,8 @@ class ExecutionSettings:
             raise TypeError(f"unknown execution settings: {', '.join(sorted(unknown))}")
         values: dict[str, Any] = {}
         if config_ray is not None:
-            for name in ("address", "num_cpus", "max_in_flight", "block_size", "merge_fan_in", "strict"):
+            for name in ("address", "num_cpus", "max_in_flight", "block_size", "merge_fan_in", "strict",
+                         "connect_timeout"):
                 value = getattr(config_ray, name, None)
                 if value is not None:
                     values[name] = value

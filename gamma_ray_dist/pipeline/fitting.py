@@ -99,7 +99,7 @@ def fit_summary(result, models) -> dict[str, Any]:
             "name": par.name,
             "value": float(par.value),
             "error": float(par.error),
-            "unit": par.unit.to_string(),
+            "unit": par.unit.to_string("fits"),  # gammapy's convention (its model YAML), e.g. TeV-1 s-1 cm-2
             "frozen": bool(par.frozen),
         })
     return {

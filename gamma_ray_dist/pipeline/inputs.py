@@ -75,7 +75,8 @@ def select_obs_ids(config: AnalysisConfig, datastore) -> list[int]:
 
     ``obs_ids`` (or ``obs_file``) picks ids (all of the data store when empty); ``obs_cone`` and
     ``obs_time`` then restrict them using the observation index table. Requested ids absent from the
-    data store are kept: their reduction fails and is reported per observation.
+    data store are kept whatever the selection (the index table cannot place them in a cone or a
+    time range): their reduction fails and is reported per observation, never dropped silently.
     """
     obs = config.observations
     requested = list(obs.obs_ids) or (_read_obs_file(obs.obs_file) if obs.obs_file else [])
@@ -99,7 +100,7 @@ def select_obs_ids(config: AnalysisConfig, datastore) -> list[int]:
         selections.append(dict(type="time_box", time_range=[start, stop]))
     if selections:
         table = table.select_observations(selections)
-    return sorted(set(int(i) for i in table["OBS_ID"]) | set(unknown if not selections else []))
+    return sorted(set(int(i) for i in table["OBS_ID"]) | set(unknown))
 
 
 def make_geom(config: AnalysisConfig):

@@ -166,6 +166,10 @@ def _parameter_rows(models: Any) -> list[list[str]]:
     return rows
 
 
+#: Unit of the flux points' dnde in the report, written as everywhere else (gammapy's FITS format).
+DNDE_UNIT = u.Unit("cm-2 s-1 TeV-1").to_string("fits")
+
+
 def _quantity_values(fp: Any, name: str, unit: str | None = None):
     try:
         value = getattr(fp, name)
@@ -217,13 +221,24 @@ def _reduction_section(reduction: Mapping) -> list[str]:
 
 
 def _timings_section(timings: Mapping) -> list[str]:
-    rows = [[stage, _fmt(seconds, ".2f")] for stage, seconds in timings.items()]
+    """Seconds per stage; the total is ``timings["total"]`` (the run's wall time) if given, else their sum."""
+    rows = [[stage, _fmt(seconds, ".2f")] for stage, seconds in timings.items() if stage != "total"]
     try:
-        total = sum(float(s) for s in timings.values())
+        total = float(timings["total"]) if "total" in timings else sum(float(s) for _, s in rows)
         rows.append(["**total**", f"**{total:.2f}**"])
     except (TypeError, ValueError):
         pass
     return [_md_table(["stage", "seconds"], rows)]
+
+
+def update_report_timings(path, timings: Mapping) -> None:
+    """Rewrite the Timings section of an existing ``report.md`` (the run's total is known only after it)."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    head, sep, _ = path.read_text().partition("## Timings\n")
+    if sep:
+        write_text(path, head + sep + "\n" + "\n".join(_timings_section(timings)) + "\n")
 
 
 def _dataset_section(dataset: Any) -> list[str]:
@@ -490,7 +505,7 @@ def _markdown(title, dataset, models, fit_result, flux_points, timings, reductio
         if fp_rows:
             source_txt = f" of `{source_model.name}`" if source_model is not None else ""
             lines += [f"## Flux points{source_txt}", "",
-                      _md_table(["e_ref [TeV]", "dnde [cm-2 s-1 TeV-1]", "dnde_err [cm-2 s-1 TeV-1]",
+                      _md_table(["e_ref [TeV]", f"dnde [{DNDE_UNIT}]", f"dnde_err [{DNDE_UNIT}]",
                                  "ts", "sqrt_ts"], fp_rows), ""]
     lines += ["## Figures", ""]
     for name in FIGURES:

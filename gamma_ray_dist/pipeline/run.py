@@ -27,7 +27,7 @@ from typing import Any, Iterator
 from . import outputs
 from ..config import AnalysisConfig
 from ..errors import GammaRayDistError
-from .report import write_report
+from .report import update_report_timings, write_report
 from .fitting import apply_fit_range, fit_dataset, fit_summary, load_models, run_flux_points, run_profiles
 from .inputs import datastore_dir, make_reduction_spec, open_datastore, select_obs_ids
 from .tasks import SummaryAccumulator, make_shared, reduce_task
@@ -246,6 +246,8 @@ def _run(config: AnalysisConfig, options: PipelineOptions, backend) -> PipelineR
                          exclusion_region=list(config.datasets.background.exclusion_regions) or None)
 
     timings["total"] = time.perf_counter() - t_start
+    if options.report:  # the same total as the command line and reduction.json
+        update_report_timings(out_dir / "report.md", timings)
     result.reduction["timings"] = dict(timings)
     outputs.write_json(out_dir / "reduction.json", result.reduction)
     return result
