@@ -8,14 +8,15 @@ or gateway answering for every address): a gRPC call with the same deadline then
 servers (any gRPC status, e.g. "unknown method") from a plain HTTP server or silence.
 
 Addresses: ``"host:port"`` (the GCS of a cluster's head node), ``"ray://host:port"`` (Ray Client;
-port 10001 when omitted) and ``"auto"`` (the local cluster that ``ray start`` recorded, looked up
-the way ``ray.init(address="auto")`` does). ``"local"`` starts a new Ray and is not checked.
+port 10001 when omitted). ``"auto"`` (the local cluster that ``ray start`` recorded) is left to
+``ray.init``, which finds it or fails at once (Ray's look-up is not public API); ``"local"`` starts a
+new Ray and is not checked.
 """
 from __future__ import annotations
 
 import socket
 
-__all__ = ["AddressError", "parse_address", "resolve_auto_address", "check_address"]
+__all__ = ["AddressError", "parse_address", "check_address"]
 
 #: Port of Ray Client (``ray://host``) when the address names none.
 RAY_CLIENT_PORT = 10001
@@ -53,36 +54,14 @@ def parse_address(address: str) -> tuple[str, int]:
     return host, port
 
 
-def resolve_auto_address() -> str:
-    """The address ``ray.init(address="auto")`` would connect to (Ray's own look-up).
-
-    Raises `AddressError` when no Ray cluster runs on this machine.
-    """
-    try:
-        from ray._private.services import get_ray_address_from_environment
-    except ImportError:  # pragma: no cover - Ray moved it: let ray.init report
-        return "auto"
-    try:
-        found = get_ray_address_from_environment("auto", None)
-    except ConnectionError:
-        raise AddressError("Ray address 'auto': no running Ray cluster found on this machine "
-                           "(start one with `ray start --head`, or give its address)") from None
-    return found or "auto"
-
-
 def check_address(address: str, timeout: float) -> str:
     """Raise `AddressError` unless a TCP connection to ``address`` opens within ``timeout`` seconds.
 
-    Returns the address checked (``"auto"`` resolved to the local cluster's address).
+    Returns the address; ``"auto"`` and ``"local"`` are returned unchecked.
     """
     shown = address
-    if address == "local":
+    if address in ("local", "auto"):
         return address
-    if address == "auto":
-        address = resolve_auto_address()
-        if address == "auto":
-            return address
-        shown = f"auto ({address})"
     host, port = parse_address(address)
     try:
         with socket.create_connection((host, port), timeout=timeout):
