@@ -185,13 +185,15 @@ def test_progress_off_tty_is_log_lines(ray_backend):
     assert lines[-1].startswith(f"reduce: {len(IDS)}/{len(IDS)} observations, 0 failed")
 
 
-def test_refs_held_are_bounded_independently_of_the_number_of_observations(ray_backend, serial):
-    kw = dict(block_size=1, max_in_flight=2, root_checkpoint_every=2)
+@pytest.mark.parametrize("merge_fan_in", [256, 4], ids=["root-only", "with-groups"])
+def test_refs_held_are_bounded_independently_of_the_number_of_observations(ray_backend, serial, merge_fan_in):
+    kw = dict(block_size=1, max_in_flight=2, root_checkpoint_every=2, checkpoint_every=2, merge_fan_in=merge_fan_in)
     peaks = []
     for n in (16, 64):
         ids = list(range(1000, 1000 + n))
         result = ray_backend.reduce(ids, fake_task, None, make_accumulator, **kw)
-        _assert_same(result.state, serial.reduce(ids, fake_task, None, make_accumulator, block_size=1).state)
+        expected = serial.reduce(ids, fake_task, None, make_accumulator, block_size=1, merge_fan_in=merge_fan_in)
+        _assert_same(result.state, expected.state)
         report = result.report
         assert 1 <= report.peak_refs_held <= report.max_refs_held < report.n_blocks
         peaks.append(report.max_refs_held)

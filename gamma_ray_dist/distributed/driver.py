@@ -13,10 +13,11 @@ of its block (``strict``: re-raised); a worker that dies is retried ``max_retrie
 beyond that the block's observations are recorded as failed. A reducer actor that dies is restarted
 or replaced by its `ReducerLink`, which re-sends what the new incarnation has not acknowledged.
 
-Memory: the root checkpoints every ``root_checkpoint_every`` merges (to ``checkpoint_dir``, else a
-run-local temporary directory removed at the end) and the driver drops each block-state ref once
-it is durable; with the submission window this bounds the refs held independently of the number
-of observations (``RunReport.peak_refs_held`` <= ``max_refs_held``).
+Memory: the root checkpoints every ``root_checkpoint_every`` merges and middle reducers every
+``checkpoint_every`` (to ``checkpoint_dir``, else a run-local temporary directory removed at the end),
+and the driver drops each block-state ref once it is durable; with the submission window this bounds
+the refs held, hence the object store, independently of the number of observations
+(``RunReport.peak_refs_held`` <= ``max_refs_held``).
 """
 from __future__ import annotations
 
@@ -105,13 +106,14 @@ class RayReduction:
         self.report = RunReport(self.run_id, "ray", int(block_size), len(self.plan.blocks), int(merge_fan_in),
                                 self.max_in_flight, duplicate_obs_ids=dups, n_reducers=self.plan.n_reducers)
         # Submission stops while the refs held (sent, not yet durable) plus the tasks in flight reach
-        # this: the window and the root's merges between checkpoints; with middle reducers (which
-        # keep their blocks' refs until they finish) also the blocks of the open groups.
+        # this: the window and the root's merges between checkpoints; with middle reducers also their
+        # merges between checkpoints (every reducer checkpoints, so every ref is released in time).
         self.report.max_refs_held = self.window + self.root_every + (
-            self._max_open_groups() * int(merge_fan_in) if self.plan.groups else 0)
+            self._max_open_groups() * self.checkpoint_every if self.plan.groups else 0)
         self.group_of = {b: g for g, group in enumerate(self.plan.groups) for b in group}
-        # Checkpoints: under checkpoint_dir/run_id when given, else the root's in a temporary
-        # directory of the driver's node (pooled and named roots are pinned there).
+        # Checkpoints: under checkpoint_dir/run_id when given, else in a temporary directory of the
+        # driver's node (pooled and named reducers are pinned there). Every reducer checkpoints, so the
+        # driver can drop each block-state ref once it is durable: memory does not grow with N.
         self.own_tmp = checkpoint_dir is None and self.plan.n_reducers > 0
         if checkpoint_dir is not None:
             self.ckpt_root: Path | None = Path(checkpoint_dir) / self.run_id
@@ -119,7 +121,6 @@ class RayReduction:
             self.ckpt_root = Path(tempfile.mkdtemp(prefix=f"{self.run_id}-ckpt-"))
         else:
             self.ckpt_root = None
-        self.checkpoint_all = checkpoint_dir is not None
         if self.ckpt_root is not None and not config_hash:
             from .config_hash import run_config_hash
 
@@ -140,7 +141,7 @@ class RayReduction:
     def _actor_args(self, tag: str) -> dict[str, Any]:
         is_root = tag == "root"
         path = None
-        if self.ckpt_root is not None and (is_root or self.checkpoint_all):
+        if self.ckpt_root is not None:
             path = self.ckpt_root / f"{tag}.pkl"
         return {"checkpoint_path": path, "checkpoint_every": self.root_every if is_root else self.checkpoint_every,
                 "config_hash": self.config_hash if path is not None else None}
