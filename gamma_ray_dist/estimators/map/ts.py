@@ -55,17 +55,73 @@ def _rowsum(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a).sum(axis=1)
 
 
+def _pairwise_plan(n: int, start: int = 0) -> tuple:
+    """The summation tree of numpy's pairwise sum of ``n`` contiguous float64 values: leaves of fewer
+    than 8 values are summed in order; leaves of 8 to 128 values in 8 interleaved accumulators, combined
+    ``((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))``, then the last ``n % 8`` values in order;
+    longer runs split at half the length rounded down to a multiple of 8."""
+    if n < 8:
+        return ("seq", start, n)
+    if n <= 128:
+        return ("block", start, n)
+    half = n // 2
+    half -= half % 8
+    return ("pair", _pairwise_plan(half, start), _pairwise_plan(n - half, start + half))
+
+
+def _packed_sum(a: np.ndarray, width: int) -> np.ndarray:
+    """Column sums of a packed ``(w, npix)`` array (one pixel per column, ``w <= width``), equal bit for
+    bit to ``np.sum`` of each column as a contiguous row zero-padded to ``width`` values (numpy's
+    pairwise tree, `_pairwise_plan`; adding a zero changes no sum). A tile's packed arrays are only as
+    long as its own longest column while every column is summed as if ``width`` long, so the sums do
+    not depend on which pixels are processed together."""
+    w, n = a.shape
+    if w > width:
+        raise ValueError(f"columns of {w} values are longer than the summation width {width}")
+
+    def evaluate(node):
+        if node[0] == "pair":
+            left, right = evaluate(node[1]), evaluate(node[2])
+            return left if right is None else left + right
+        _, s, m = node
+        if s >= w:
+            return None
+        if node[0] == "seq":
+            res = np.zeros(n)
+            for i in range(s, min(s + m, w)):
+                res = res + a[i]
+            return res
+        m8 = m - m % 8
+        stop = min(s + m8, w)
+        if stop - s < m8:
+            block = np.zeros((m8, n))
+            block[:stop - s] = a[s:stop]
+        else:
+            block = a[s:stop]
+        r = block[:8].copy()
+        for i in range(8, m8, 8):  # the 8 accumulators, each a sum in order
+            r += block[i:i + 8]
+        res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+        for i in range(s + m8, min(s + m, w)):
+            res = res + a[i]
+        return res
+
+    out = evaluate(_pairwise_plan(width))
+    return np.zeros(n) if out is None else out
+
+
 def _compact(mask: np.ndarray, width: int, *arrays: np.ndarray) -> list:
-    """Per row, the entries where ``mask`` is True moved to the front (original order kept), in
-    ``width`` columns padded with zeros. With a fixed ``width`` the layout of a row depends on that row
-    only, so row sums do not depend on which rows are processed together."""
+    """Per row of ``mask`` (npix, L), the entries where it is True in their original order, as the
+    columns of ``(width, npix)`` arrays padded with zeros. Sums go through `_packed_sum` with one
+    summation width for all calls, so they do not depend on which rows are processed together."""
     n = mask.shape[0]
     rows, cols = np.nonzero(mask)
-    dest = (np.cumsum(mask, axis=1) - 1)[rows, cols]
+    counts = np.bincount(rows, minlength=n)
+    dest = np.arange(rows.size) - (np.cumsum(counts) - counts)[rows]
     out = []
     for a in arrays:
-        packed = np.zeros((n, width))
-        packed[rows, dest] = a[rows, cols]
+        packed = np.zeros((width, n))
+        packed[dest, rows] = a[rows, cols]
         out.append(packed)
     return out
 
@@ -79,7 +135,10 @@ class _Rows:
 
     def __init__(self, c: np.ndarray, b: np.ndarray, m: np.ndarray, width: int):
         self.b, self.m = b, m
-        self.cc, self.bc, self.mc = _compact(c > 0, width, c, b, m)
+        self.width = int(width)  # summation width of the packed rows (the same for every tile)
+        positive = c > 0
+        packed = int(max(1, positive.sum(axis=1).max())) if c.shape[0] else 1  # longest packed column
+        self.cc, self.bc, self.mc = _compact(positive, min(packed, self.width), c, b, m)
         pos = self.mc > 0
         # derivative terms c m / (x m + b) on entries with m > 0 (others: 0 / 1)
         self.cm = np.where(pos, self.cc * self.mc, 0.0)
@@ -88,29 +147,46 @@ class _Rows:
         self.s_model = _rowsum(np.where(m > 0, m, 0.0))
         self.s_b = _rowsum(b)
 
+    def wsum(self, a: np.ndarray) -> np.ndarray:
+        """Row sums of a packed array, as if ``width`` wide."""
+        return _packed_sum(a, self.width)
+
     def dstat(self, x: np.ndarray, idx: Optional[np.ndarray] = None) -> np.ndarray:
         """Derivative of the Cash sum in norm, halved as in Stewart (2009): ``2 sum_m>0 m (1 - c / npred)``,
         computed ``2 (sum_m>0 m - sum_c>0,m>0 c m / npred)``."""
         if idx is None:
-            return 2 * (self.s_model - _rowsum(self.cm / (x[:, None] * self.md + self.bd)))
-        return 2 * (self.s_model[idx] - _rowsum(self.cm[idx] / (x[:, None] * self.md[idx] + self.bd[idx])))
+            return 2 * (self.s_model - self.wsum(self.cm / (x * self.md + self.bd)))
+        return 2 * (self.s_model[idx] - self.wsum(self.cm[:, idx] / (x * self.md[:, idx] + self.bd[:, idx])))
 
-    def cash(self, x: np.ndarray, idx: Optional[np.ndarray] = None) -> np.ndarray:
-        """Summed Cash statistic at norm ``x`` (gammapy's compiled ``cash_sum``, truncation included)."""
-        sel = (lambda a: a) if idx is None else (lambda a: a[idx])
-        npr = sel(self.b) + x[:, None] * sel(self.m)
-        first = _rowsum(np.maximum(npr, TRUNCATION_VALUE) if np.any(npr <= TRUNCATION_VALUE) else npr)
-        nprc = sel(self.bc) + x[:, None] * sel(self.mc)
+    def npred_sums(self, x: np.ndarray, idx: Optional[np.ndarray] = None) -> tuple:
+        """``sum(b + x m)`` and the same sum with the truncation (``max(npred, 1e-25)``) per row; the
+        second is the first on rows without a truncated entry (the same values summed in the same order)."""
+        b, m = (self.b, self.m) if idx is None else (self.b[idx], self.m[idx])
+        npr = b + x[:, None] * m
+        total = _rowsum(npr)
+        truncated = np.nonzero(np.any(npr <= TRUNCATION_VALUE, axis=1))[0]
+        first = total.copy()
+        if truncated.size:
+            first[truncated] = _rowsum(np.maximum(npr[truncated], TRUNCATION_VALUE))
+        return total, first
+
+    def cash(self, x: np.ndarray, idx: Optional[np.ndarray] = None, first: Optional[np.ndarray] = None) -> np.ndarray:
+        """Summed Cash statistic at norm ``x`` (gammapy's compiled ``cash_sum``, truncation included);
+        ``first`` is the truncated ``sum(npred)`` term when already known (`npred_sums`)."""
+        sel = (lambda a: a) if idx is None else (lambda a: a[:, idx])
+        if first is None:
+            first = self.npred_sums(x, idx)[1]
+        nprc = sel(self.bc) + x * sel(self.mc)
         above = nprc > TRUNCATION_VALUE
         with np.errstate(divide="ignore", invalid="ignore"):
             lognpr = np.where(above, np.log(np.where(above, nprc, 1.0)), _LOG_TRUNCATION_SUM)
-        return 2 * (first - _rowsum(sel(self.cc) * lognpr))
+        return 2 * (first - self.wsum(sel(self.cc) * lognpr))
 
     def d2stat(self, x: np.ndarray) -> np.ndarray:
-        bottom = (self.bc + x[:, None] * self.mc) ** 2
+        bottom = (self.bc + x * self.mc) ** 2
         ok = bottom != 0
         with np.errstate(divide="ignore", invalid="ignore"):
-            return _rowsum(np.where(ok, self.mc**2 * self.cc / np.where(ok, bottom, 1.0), 0.0))
+            return self.wsum(np.where(ok, self.mc**2 * self.cc / np.where(ok, bottom, 1.0), 0.0))
 
     def norm_bounds(self):
         """Stewart's bracket of the root and the lowest norm keeping npred >= 0 (gammapy's ``norm_bounds``)."""
@@ -118,13 +194,13 @@ class _Rows:
         with np.errstate(divide="ignore", invalid="ignore"):
             sn_c = np.where((mc > 0) & (cc > 0), self.bc / np.where(mc > 0, mc, 1.0), np.inf)
             sn = np.where(self.m > 0, self.b / np.where(self.m > 0, self.m, 1.0), np.inf)
-        j = np.argmin(sn_c, axis=1)
-        rows = np.arange(cc.shape[0])
-        sn_min = sn_c[rows, j]
+        j = np.argmin(sn_c, axis=0)
+        rows = np.arange(cc.shape[1])
+        sn_min = sn_c[j, rows]
         has = sn_min < 1e14
-        c_min = np.where(has, cc[rows, j], 1.0)
+        c_min = np.where(has, cc[j, rows], 1.0)
         sn_min = np.where(has, sn_min, 1e14)
-        s_counts = _rowsum(cc)
+        s_counts = self.wsum(cc)
         sn_min_total = np.minimum(np.min(sn, axis=1), 1e14)
         with np.errstate(divide="ignore", invalid="ignore"):
             return c_min / self.s_model - sn_min, s_counts / self.s_model - sn_min, -sn_min_total
@@ -162,11 +238,17 @@ def ts_pixels(c: np.ndarray, b: np.ndarray, m: np.ndarray, norm_guess: np.ndarra
     zero = np.zeros(n)
 
     norm_min, norm_max, norm_min_total = rows.norm_bounds()
-    trivial = (_rowsum(rows.cc) <= 0) | (rows.s_model <= 0)
+    trivial = (rows.wsum(rows.cc) <= 0) | (rows.s_model <= 0)
     norm = norm_min_total.copy()
     niter = np.zeros(n)
     success = np.ones(n, dtype=bool)
-    stat_null = rows.cash(zero)
+    first_null = None
+    if np.all(np.isfinite(m)):  # then b + 0 m is b: the null sums are those of b
+        first_null = rows.s_b.copy()
+        truncated = np.nonzero(np.any(b <= TRUNCATION_VALUE, axis=1))[0]
+        if truncated.size:
+            first_null[truncated] = _rowsum(np.maximum(b[truncated], TRUNCATION_VALUE))
+    stat_null = rows.cash(zero, first=first_null)
 
     fit = ~trivial
     if opts.threshold is not None:
@@ -178,8 +260,10 @@ def ts_pixels(c: np.ndarray, b: np.ndarray, m: np.ndarray, norm_guess: np.ndarra
     idx = np.nonzero(fit)[0]
     if idx.size:
         sub_rows = _Rows.__new__(_Rows)
-        for key in ("cm", "md", "bd", "s_model"):
-            setattr(sub_rows, key, getattr(rows, key)[idx])
+        for key in ("cm", "md", "bd"):
+            setattr(sub_rows, key, getattr(rows, key)[:, idx])
+        sub_rows.s_model = rows.s_model[idx]
+        sub_rows.width = rows.width
         x_all = np.zeros(idx.size)
 
         def f(x, sub):
@@ -196,7 +280,8 @@ def ts_pixels(c: np.ndarray, b: np.ndarray, m: np.ndarray, norm_guess: np.ndarra
 
     with np.errstate(invalid="ignore", divide="ignore"):
         norm_err = np.sqrt(1 / rows.d2stat(norm)) * opts.n_sigma
-    stat = rows.cash(norm)
+    npred, first = rows.npred_sums(norm)
+    stat = rows.cash(norm, first=first)
     out = {"ts": stat_null - stat, "norm": norm, "niter": niter, "norm_err": norm_err, "stat": stat,
            "stat_null": stat_null, "success": success}
     if opts.ul:
@@ -204,7 +289,6 @@ def ts_pixels(c: np.ndarray, b: np.ndarray, m: np.ndarray, norm_guess: np.ndarra
     if opts.errn_errp:
         out["norm_errn"] = _confidence(rows, norm, norm_err, stat, opts.n_sigma, False, opts)
         out["norm_errp"] = _confidence(rows, norm, norm_err, stat, opts.n_sigma, True, opts)
-    npred = _rowsum(b + norm[:, None] * m)
     out["npred"] = npred
     out["npred_excess"] = npred - rows.s_b
     return out
@@ -217,10 +301,29 @@ def _windows(array: np.ndarray, shape: tuple, iy: np.ndarray, ix: np.ndarray) ->
     return np.ascontiguousarray(np.moveaxis(view[:, iy, ix], 0, 1))
 
 
+CHUNK = 256  # pixels fitted together inside a tile
+
+
 def ts_tile(shared: dict, job: tuple) -> dict:
-    """Fit the pixels of one tile: ``job = (group, iy, ix)`` (pixel indices in the estimation grid)."""
+    """Fit the pixels of one tile: ``job = (group, iy, ix)`` (pixel indices in the estimation grid).
+
+    The pixels are fitted in chunks of similar numbers of counted bins in their kernel window (the
+    packed arrays of a chunk are as long as its longest column; sums do not depend on the chunking)."""
     g, iy, ix = job
     grp = shared["groups"][g]
+    order = np.argsort(grp["n_positive"][iy, ix], kind="stable")
+    out: dict = {}
+    for start in range(0, len(order), CHUNK):
+        sel = order[start:start + CHUNK]
+        res = _fit_pixels(shared, grp, iy[sel], ix[sel])
+        for name, values in res.items():
+            if name not in out:
+                out[name] = np.empty(len(iy), dtype=values.dtype)
+            out[name][sel] = values
+    return out
+
+
+def _fit_pixels(shared: dict, grp: dict, iy: np.ndarray, ix: np.ndarray) -> dict:
     kernel = grp["kernel"]  # (n_e, ky, kx)
     shape = kernel.shape[-2:]
     npix = len(iy)
@@ -292,16 +395,16 @@ def _upsample(data: np.ndarray, factor: int, order: int) -> np.ndarray:
     return ndimage.map_coordinates(data.T, pix, order=order, mode="nearest")
 
 
-def _max_window_count(indicator: np.ndarray, shape: tuple, where: np.ndarray) -> int:
+def _max_window_count(indicator: np.ndarray, shape: tuple, where: np.ndarray) -> tuple:
     """Largest number of True entries of a padded ``(planes, NY, NX)`` indicator in a kernel window
-    centred on a pixel of ``where`` (summed-area table)."""
+    centred on a pixel of ``where``, and the numbers at every pixel (summed-area table)."""
     ky, kx = shape
     total = indicator.sum(axis=0).astype(np.int64)
     sat = np.zeros((total.shape[0] + 1, total.shape[1] + 1), dtype=np.int64)
     sat[1:, 1:] = total.cumsum(0).cumsum(1)
     ny, nx = where.shape
     win = sat[ky:ky + ny, kx:kx + nx] - sat[:ny, kx:kx + nx] - sat[ky:ky + ny, :nx] + sat[:ny, :nx]
-    return int(max(1, win[where].max())) if np.any(where) else 1
+    return int(max(1, win[where].max())) if np.any(where) else 1, win
 
 
 def _pad(a: np.ndarray, py: int, px: int) -> np.ndarray:
@@ -559,10 +662,11 @@ def prepare_ts_inputs(est: TSMapEstimator, dataset: Any) -> tuple[dict, dict]:
         m2 = m.any(axis=0) & (b.sum(axis=0) > 0)
         mask2d.append(m2)
         c_pad = _pad(c, hy, hx)
+        width, n_positive = _max_window_count(c_pad > 0, (ky, kx), m2)
         shared_groups.append({"counts": c_pad, "background": _pad(b, hy, hx),
                               "exposure": _pad(e, hy, hx), "kernel": k, "weights": weights,
                               "uniform_weights": bool(np.all(m == m[:1])), "norm_guess": norm_guess,
-                              "width": _max_window_count(c_pad > 0, (ky, kx), m2)})
+                              "width": width, "n_positive": n_positive})
     if not any(np.any(m2) for m2 in mask2d):
         raise EstimatorInputError("TSMapEstimator: no pixel to fit: the background is zero everywhere inside "
                                   "the mask (check the dataset's background model and masks)")
