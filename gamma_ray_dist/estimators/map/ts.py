@@ -441,8 +441,10 @@ class TSMapEstimator(MapEstimator):
         Maximum Brent iterations.
     backend : execution backend, optional
         Object with ``map(fn, jobs, shared)`` and ``cpus``; None runs in-process.
-    tile_size : int
-        Side of the square pixel tiles sent to the backend (does not change any result).
+    tile_size : int, optional
+        Side of the square pixel tiles sent to the backend (does not change any result). Default: one
+        tile in-process, about 2 tiles per CPU on a parallel backend (few big tiles: the pixels of a
+        tile are fitted together, and each task pays a fixed cost).
     """
 
     tag = "TSMapEstimator"
@@ -450,7 +452,7 @@ class TSMapEstimator(MapEstimator):
     def __init__(self, model: Any = None, kernel_width: Any = None, downsampling_factor: Optional[int] = None,
                  n_sigma: float = 1, n_sigma_ul: float = 2, threshold: Optional[float] = None, rtol: float = 0.01,
                  selection_optional: Any = None, energy_edges: Any = None, sum_over_energy_groups: bool = True,
-                 max_niter: int = 100, kernel_model: Any = None, backend: Any = None, tile_size: int = 32):
+                 max_niter: int = 100, kernel_model: Any = None, backend: Any = None, tile_size: Optional[int] = None):
         from ...modeling.models import PointSpatialModel, PowerLawSpectralModel, SkyModel
 
         if model is not None and kernel_model is not None:
@@ -483,7 +485,7 @@ class TSMapEstimator(MapEstimator):
         self.sum_over_energy_groups = bool(sum_over_energy_groups)
         self.max_niter = int(max_niter)
         self.backend = backend
-        self.tile_size = int(tile_size)
+        self.tile_size = None if tile_size is None else int(tile_size)
 
     @property
     def model(self):
@@ -574,9 +576,17 @@ class TSMapEstimator(MapEstimator):
         new source on top of them). ``backend`` overrides the estimator's."""
         backend = self.backend if backend is None else backend
         shared, info = self.prepare(dataset)
-        jobs = ts_tile_jobs(info["mask2d"], self.tile_size)
+        jobs = ts_tile_jobs(info["mask2d"], self._tile_size(info["mask2d"][0].shape, backend))
         results = run_jobs(backend, ts_tile, jobs, shared)
         return self._assemble(dataset, info, jobs, results)
+
+    def _tile_size(self, shape: tuple, backend: Any) -> int:
+        if self.tile_size is not None:
+            return self.tile_size
+        cpus = int(getattr(backend, "cpus", 1) or 1) if backend is not None else 1
+        if cpus <= 1:
+            return int(max(shape))
+        return int(np.ceil(np.sqrt(shape[0] * shape[1] / (2 * cpus))))
 
     def _assemble(self, dataset, info, jobs, results) -> FluxMaps:
         n_groups = len(info["mask2d"])
