@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Optional
 
 import numpy as np
@@ -55,6 +56,7 @@ def _rowsum(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a).sum(axis=1)
 
 
+@lru_cache(maxsize=64)
 def _pairwise_plan(n: int, start: int = 0) -> tuple:
     """The summation tree of numpy's pairwise sum of ``n`` contiguous float64 values: leaves of fewer
     than 8 values are summed in order; leaves of 8 to 128 values in 8 interleaved accumulators, combined
@@ -66,7 +68,7 @@ def _pairwise_plan(n: int, start: int = 0) -> tuple:
         return ("block", start, n)
     half = n // 2
     half -= half % 8
-    return ("pair", _pairwise_plan(half, start), _pairwise_plan(n - half, start + half))
+    return ("pair", _pairwise_plan(half, start), _pairwise_plan(n - half, start + half), start + half)
 
 
 def _packed_sum(a: np.ndarray, width: int) -> np.ndarray:
@@ -81,48 +83,53 @@ def _packed_sum(a: np.ndarray, width: int) -> np.ndarray:
 
     def evaluate(node):
         if node[0] == "pair":
-            left, right = evaluate(node[1]), evaluate(node[2])
+            left = evaluate(node[1])
+            right = evaluate(node[2]) if node[3] < w else None
             return left if right is None else left + right
         _, s, m = node
-        if s >= w:
-            return None
         if node[0] == "seq":
             res = np.zeros(n)
             for i in range(s, min(s + m, w)):
                 res = res + a[i]
             return res
         m8 = m - m % 8
-        stop = min(s + m8, w)
-        if stop - s < m8:
-            block = np.zeros((m8, n))
-            block[:stop - s] = a[s:stop]
+        full = min(m8, w - s) // 8 * 8  # values in whole groups of 8 present
+        if full:
+            # the 8 accumulators, each summed in order: a reduction over the outer axis adds the
+            # groups one after the other
+            r = a[s:s + full].reshape(full // 8, 8, n).sum(axis=0)
         else:
-            block = a[s:stop]
-        r = block[:8].copy()
-        for i in range(8, m8, 8):  # the 8 accumulators, each a sum in order
-            r += block[i:i + 8]
-        res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+            r = np.zeros((8, n))
+        rest = min(m8, w - s) - full
+        if rest > 0:
+            r[:rest] += a[s + full:s + full + rest]
+        t = r[0::2] + r[1::2]  # r0 + r1, r2 + r3, r4 + r5, r6 + r7
+        t = t[0::2] + t[1::2]
+        res = t[0] + t[1]
         for i in range(s + m8, min(s + m, w)):
             res = res + a[i]
         return res
 
-    out = evaluate(_pairwise_plan(width))
-    return np.zeros(n) if out is None else out
+    return evaluate(_pairwise_plan(width)) if w else np.zeros(n)
 
 
-def _compact(mask: np.ndarray, width: int, *arrays: np.ndarray) -> list:
+def _compact(mask: np.ndarray, *arrays: np.ndarray) -> list:
     """Per row of ``mask`` (npix, L), the entries where it is True in their original order, as the
-    columns of ``(width, npix)`` arrays padded with zeros. Sums go through `_packed_sum` with one
-    summation width for all calls, so they do not depend on which rows are processed together."""
-    n = mask.shape[0]
-    rows, cols = np.nonzero(mask)
+    columns of ``(w, npix)`` arrays padded with zeros (``w``: the largest number of entries of a row).
+    Sums go through `_packed_sum` with one summation width for all calls, so they do not depend on
+    which rows are processed together."""
+    n, length = mask.shape
+    src = np.flatnonzero(mask)  # row-major: row by row, columns in order (faster than a 2D nonzero)
+    rows = src // length
     counts = np.bincount(rows, minlength=n)
-    dest = np.arange(rows.size) - (np.cumsum(counts) - counts)[rows]
+    width = int(max(1, counts.max())) if n else 1
+    dest = np.arange(src.size) - (np.cumsum(counts) - counts)[rows]
+    dst = rows * width + dest
     out = []
     for a in arrays:
-        packed = np.zeros((width, n))
-        packed[dest, rows] = a[rows, cols]
-        out.append(packed)
+        packed = np.zeros((n, width))
+        packed.ravel()[dst] = np.ascontiguousarray(a).ravel().take(src)
+        out.append(np.ascontiguousarray(packed.T))  # written row by row, then transposed
     return out
 
 
@@ -136,16 +143,20 @@ class _Rows:
     def __init__(self, c: np.ndarray, b: np.ndarray, m: np.ndarray, width: int):
         self.b, self.m = b, m
         self.width = int(width)  # summation width of the packed rows (the same for every tile)
-        positive = c > 0
-        packed = int(max(1, positive.sum(axis=1).max())) if c.shape[0] else 1  # longest packed column
-        self.cc, self.bc, self.mc = _compact(positive, min(packed, self.width), c, b, m)
+        self.cc, self.bc, self.mc = _compact(c > 0, c, b, m)
+        if self.cc.shape[0] > self.width:
+            raise ValueError(f"a pixel has {self.cc.shape[0]} counted bins, more than the width {self.width}")
         pos = self.mc > 0
         # derivative terms c m / (x m + b) on entries with m > 0 (others: 0 / 1)
         self.cm = np.where(pos, self.cc * self.mc, 0.0)
         self.md = np.where(pos, self.mc, 0.0)
         self.bd = np.where(pos, self.bc, 1.0)
-        self.s_model = _rowsum(np.where(m > 0, m, 0.0))
+        # finite and >= 0 (the usual case: kernel and exposure are): the m > 0 masks are no-ops, b + 0 m
+        # is b, and b + x m >= b for x >= 0
+        self.m_plain = bool(m.size == 0 or (m.min() >= 0 and m.max() < np.inf))
+        self.s_model = _rowsum(m if self.m_plain else np.where(m > 0, m, 0.0))
         self.s_b = _rowsum(b)
+        self.b_low = np.any(b <= TRUNCATION_VALUE, axis=1)  # rows with a truncated entry at norm 0
 
     def wsum(self, a: np.ndarray) -> np.ndarray:
         """Row sums of a packed array, as if ``width`` wide."""
@@ -164,11 +175,24 @@ class _Rows:
         b, m = (self.b, self.m) if idx is None else (self.b[idx], self.m[idx])
         npr = b + x[:, None] * m
         total = _rowsum(npr)
-        truncated = np.nonzero(np.any(npr <= TRUNCATION_VALUE, axis=1))[0]
+        maybe = np.ones(len(x), dtype=bool) if not self.m_plain else \
+            (x < 0) | ~(x >= 0) | (self.b_low if idx is None else self.b_low[idx])
+        cand = np.nonzero(maybe)[0]
+        truncated = cand[np.any(npr[cand] <= TRUNCATION_VALUE, axis=1)]
         first = total.copy()
         if truncated.size:
             first[truncated] = _rowsum(np.maximum(npr[truncated], TRUNCATION_VALUE))
         return total, first
+
+    def null_first(self) -> Optional[np.ndarray]:
+        """The truncated ``sum(npred)`` at norm 0 from ``b`` alone when ``b + 0 m`` is ``b`` (else None)."""
+        if not (self.m_plain or np.all(np.isfinite(self.m))):
+            return None
+        first = self.s_b.copy()
+        truncated = np.nonzero(self.b_low)[0]
+        if truncated.size:
+            first[truncated] = _rowsum(np.maximum(self.b[truncated], TRUNCATION_VALUE))
+        return first
 
     def cash(self, x: np.ndarray, idx: Optional[np.ndarray] = None, first: Optional[np.ndarray] = None) -> np.ndarray:
         """Summed Cash statistic at norm ``x`` (gammapy's compiled ``cash_sum``, truncation included);
@@ -192,8 +216,8 @@ class _Rows:
         """Stewart's bracket of the root and the lowest norm keeping npred >= 0 (gammapy's ``norm_bounds``)."""
         mc, cc = self.mc, self.cc
         with np.errstate(divide="ignore", invalid="ignore"):
-            sn_c = np.where((mc > 0) & (cc > 0), self.bc / np.where(mc > 0, mc, 1.0), np.inf)
-            sn = np.where(self.m > 0, self.b / np.where(self.m > 0, self.m, 1.0), np.inf)
+            sn_c = np.divide(self.bc, mc, out=np.full(mc.shape, np.inf), where=(mc > 0) & (cc > 0))
+            sn = np.divide(self.b, self.m, out=np.full(self.m.shape, np.inf), where=self.m > 0)
         j = np.argmin(sn_c, axis=0)
         rows = np.arange(cc.shape[1])
         sn_min = sn_c[j, rows]
@@ -206,7 +230,66 @@ class _Rows:
             return c_min / self.s_model - sn_min, s_counts / self.s_model - sn_min, -sn_min_total
 
 
-def _confidence(rows: _Rows, norm, norm_err, stat_best, n_sigma, positive, opts: TSOptions):
+class _RowSet:
+    """Several `_Rows` (chunks of pixels with packed arrays of their own length) as one set of pixels:
+    per-pixel arrays are concatenated in chunk order, and every evaluation runs chunk by chunk."""
+
+    def __init__(self, parts: list):
+        self.parts = parts
+        self.bounds = np.concatenate([[0], np.cumsum([p.s_model.size for p in parts])]).astype(int)
+        self.n = int(self.bounds[-1])
+        self.s_model = np.concatenate([p.s_model for p in parts])
+        self.s_b = np.concatenate([p.s_b for p in parts])
+
+    def _slices(self):
+        return zip(self.parts, self.bounds[:-1], self.bounds[1:])
+
+    def each(self, fn, *arrays):
+        """``fn(part, *slices of arrays)`` per chunk, results concatenated (tuples element-wise)."""
+        out = [fn(p, *(a[lo:hi] for a in arrays)) for p, lo, hi in self._slices()]
+        if isinstance(out[0], tuple):
+            return tuple(np.concatenate(col) for col in zip(*out))
+        return np.concatenate(out)
+
+    def each_at(self, fn, x, idx):
+        """``fn(part, x, local indices)`` for the sorted global indices ``idx`` falling in each chunk."""
+        cut = np.searchsorted(idx, self.bounds)
+        out = [fn(p, x[cut[k]:cut[k + 1]], idx[cut[k]:cut[k + 1]] - lo)
+               for k, (p, lo, hi) in enumerate(self._slices()) if cut[k + 1] > cut[k]]
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def counts_sum(self):
+        return self.each(lambda p: p.wsum(p.cc))
+
+    def norm_bounds(self):
+        return self.each(lambda p: p.norm_bounds())
+
+    def stat_null(self):
+        return self.each(lambda p: p.cash(np.zeros(p.s_model.size), first=p.null_first()))
+
+    def cash(self, x, idx=None, first=None):
+        if idx is not None:
+            return self.each_at(lambda p, xs, ids: p.cash(xs, ids), x, idx)
+        if first is None:
+            return self.each(lambda p, xs: p.cash(xs), x)
+        return self.each(lambda p, xs, fs: p.cash(xs, first=fs), x, first)
+
+    def npred_sums(self, x):
+        return self.each(lambda p, xs: p.npred_sums(xs), x)
+
+    def d2stat(self, x):
+        return self.each(lambda p, xs: p.d2stat(xs), x)
+
+    def dstat_at(self, x_all, idx):
+        """``dstat`` at the sorted global indices ``idx``: the chunks holding one of them are evaluated
+        whole at ``x_all`` (no gathers; each column's value depends on that column only)."""
+        cut = np.searchsorted(idx, self.bounds)
+        out = [p.dstat(x_all[lo:hi])[idx[cut[k]:cut[k + 1]] - lo]
+               for k, (p, lo, hi) in enumerate(self._slices()) if cut[k + 1] > cut[k]]
+        return np.concatenate(out) if out else np.zeros(0)
+
+
+def _confidence(rows: _RowSet, norm, norm_err, stat_best, n_sigma, positive, opts: TSOptions):
     """Distance from ``norm`` to where the statistic rises by ``n_sigma**2`` (NaN where no root)."""
     target = stat_best + n_sigma**2
     if positive:
@@ -226,29 +309,24 @@ def ts_pixels(c: np.ndarray, b: np.ndarray, m: np.ndarray, norm_guess: np.ndarra
               width: Optional[int] = None) -> dict:
     """Fit the kernel norm of every row (one pixel per row; ``c``, ``b``, ``m`` of shape (npix, L)).
 
-    ``width`` (>= the largest number of ``c > 0`` entries of a row; default L) is the packed width of the
-    root-finding arrays: keep it the same for all calls whose results must be bit-identical.
+    ``width`` (>= the largest number of ``c > 0`` entries of a row; default L) is the summation width of
+    the packed arrays: keep it the same for all calls whose results must be bit-identical.
     """
     c = np.ascontiguousarray(c, dtype=float)
     b = np.ascontiguousarray(b, dtype=float)
     m = np.ascontiguousarray(m, dtype=float)
-    n = c.shape[0]
     width = c.shape[1] if width is None else int(width)
-    rows = _Rows(c, b, m, width)
-    zero = np.zeros(n)
+    return _fit_rows(_RowSet([_Rows(c, b, m, width)]), norm_guess, opts)
 
+
+def _fit_rows(rows: _RowSet, norm_guess: np.ndarray, opts: TSOptions) -> dict:
+    n = rows.n
     norm_min, norm_max, norm_min_total = rows.norm_bounds()
-    trivial = (rows.wsum(rows.cc) <= 0) | (rows.s_model <= 0)
+    trivial = (rows.counts_sum() <= 0) | (rows.s_model <= 0)
     norm = norm_min_total.copy()
     niter = np.zeros(n)
     success = np.ones(n, dtype=bool)
-    first_null = None
-    if np.all(np.isfinite(m)):  # then b + 0 m is b: the null sums are those of b
-        first_null = rows.s_b.copy()
-        truncated = np.nonzero(np.any(b <= TRUNCATION_VALUE, axis=1))[0]
-        if truncated.size:
-            first_null[truncated] = _rowsum(np.maximum(b[truncated], TRUNCATION_VALUE))
-    stat_null = rows.cash(zero, first=first_null)
+    stat_null = rows.stat_null()
 
     fit = ~trivial
     if opts.threshold is not None:
@@ -259,17 +337,12 @@ def ts_pixels(c: np.ndarray, b: np.ndarray, m: np.ndarray, norm_guess: np.ndarra
         norm = np.where(default, guess, norm)
     idx = np.nonzero(fit)[0]
     if idx.size:
-        sub_rows = _Rows.__new__(_Rows)
-        for key in ("cm", "md", "bd"):
-            setattr(sub_rows, key, getattr(rows, key)[:, idx])
-        sub_rows.s_model = rows.s_model[idx]
-        sub_rows.width = rows.width
-        x_all = np.zeros(idx.size)
+        x_all = np.zeros(n)
 
         def f(x, sub):
-            # all rows of the fit evaluated together (no gathers); only ``sub`` is used
-            x_all[sub] = x
-            return sub_rows.dstat(x_all)[sub]
+            gidx = idx[sub]
+            x_all[gidx] = x
+            return rows.dstat_at(x_all, gidx)
 
         root, it, conv, ok = brentq_vectorized(f, norm_min[idx], norm_max[idx], rtol=opts.rtol,
                                                maxiter=opts.max_niter)
@@ -301,21 +374,25 @@ def _windows(array: np.ndarray, shape: tuple, iy: np.ndarray, ix: np.ndarray) ->
     return np.ascontiguousarray(np.moveaxis(view[:, iy, ix], 0, 1))
 
 
-CHUNK = 256  # pixels fitted together inside a tile
+CHUNK = 256  # pixels with packed arrays of one length
+BLOCK = 2048  # pixels fitted together (one root finding), in chunks
 
 
 def ts_tile(shared: dict, job: tuple) -> dict:
     """Fit the pixels of one tile: ``job = (group, iy, ix)`` (pixel indices in the estimation grid).
 
-    The pixels are fitted in chunks of similar numbers of counted bins in their kernel window (the
-    packed arrays of a chunk are as long as its longest column; sums do not depend on the chunking)."""
+    The pixels are ordered by the number of counted bins in their kernel window and fitted in blocks,
+    each made of chunks whose packed arrays are as long as the chunk's longest column (sums do not
+    depend on the chunking: every pixel's result depends on that pixel alone)."""
     g, iy, ix = job
     grp = shared["groups"][g]
     order = np.argsort(grp["n_positive"][iy, ix], kind="stable")
     out: dict = {}
-    for start in range(0, len(order), CHUNK):
-        sel = order[start:start + CHUNK]
-        res = _fit_pixels(shared, grp, iy[sel], ix[sel])
+    for start in range(0, len(order), BLOCK):
+        sel = order[start:start + BLOCK]
+        parts = [_chunk_rows(grp, iy[sel[i:i + CHUNK]], ix[sel[i:i + CHUNK]]) for i in range(0, len(sel), CHUNK)]
+        guess = grp["norm_guess"][iy[sel], ix[sel]] if grp["norm_guess"] is not None else np.ones(len(sel))
+        res = _fit_rows(_RowSet(parts), guess, shared["options"])
         for name, values in res.items():
             if name not in out:
                 out[name] = np.empty(len(iy), dtype=values.dtype)
@@ -323,7 +400,7 @@ def ts_tile(shared: dict, job: tuple) -> dict:
     return out
 
 
-def _fit_pixels(shared: dict, grp: dict, iy: np.ndarray, ix: np.ndarray) -> dict:
+def _chunk_rows(grp: dict, iy: np.ndarray, ix: np.ndarray) -> _Rows:
     kernel = grp["kernel"]  # (n_e, ky, kx)
     shape = kernel.shape[-2:]
     npix = len(iy)
@@ -352,8 +429,7 @@ def _fit_pixels(shared: dict, grp: dict, iy: np.ndarray, ix: np.ndarray) -> dict
         model = (kw[:, None] * exposure).reshape(npix, -1)
     else:
         model = (kernel[None] * exposure).reshape(npix, -1)
-    guess = grp["norm_guess"][iy, ix] if grp["norm_guess"] is not None else np.ones(npix)
-    return ts_pixels(counts, background, model, guess, shared["options"], width=grp["width"])
+    return _Rows(counts, background, model, grp["width"])
 
 
 def ts_tile_jobs(mask2d_per_group: list, tile_size: int) -> list:
