@@ -166,7 +166,10 @@ class _Rows:
         """Derivative of the Cash sum in norm, halved as in Stewart (2009): ``2 sum_m>0 m (1 - c / npred)``,
         computed ``2 (sum_m>0 m - sum_c>0,m>0 c m / npred)``."""
         if idx is None:
-            return 2 * (self.s_model - self.wsum(self.cm / (x * self.md + self.bd)))
+            t = x * self.md
+            t += self.bd
+            np.divide(self.cm, t, out=t)
+            return 2 * (self.s_model - self.wsum(t))
         return 2 * (self.s_model[idx] - self.wsum(self.cm[:, idx] / (x * self.md[:, idx] + self.bd[:, idx])))
 
     def npred_sums(self, x: np.ndarray, idx: Optional[np.ndarray] = None) -> tuple:
@@ -370,8 +373,20 @@ def _fit_rows(rows: _RowSet, norm_guess: np.ndarray, opts: TSOptions) -> dict:
 # --- tiles ------------------------------------------------------------------------------------------
 def _windows(array: np.ndarray, shape: tuple, iy: np.ndarray, ix: np.ndarray) -> np.ndarray:
     """``(npix, planes, ky, kx)`` cutouts of a padded ``(planes, NY, NX)`` array at unpadded positions."""
-    view = np.lib.stride_tricks.sliding_window_view(array, shape, axis=(1, 2))
-    return np.ascontiguousarray(np.moveaxis(view[:, iy, ix], 0, 1))
+    return _window_take(array, _window_index(array.shape, shape, iy, ix), shape)
+
+
+def _window_index(array_shape: tuple, shape: tuple, iy: np.ndarray, ix: np.ndarray) -> np.ndarray:
+    """Flat indices ``(npix, planes * ky * kx)`` of the kernel windows in a ``(planes, NY, NX)`` array."""
+    planes, ny, nx = array_shape
+    ky, kx = shape
+    offsets = (np.arange(planes)[:, None, None] * (ny * nx) + np.arange(ky)[None, :, None] * nx
+               + np.arange(kx)[None, None, :]).ravel()
+    return (np.asarray(iy) * nx + np.asarray(ix))[:, None] + offsets[None, :]
+
+
+def _window_take(array: np.ndarray, index: np.ndarray, shape: tuple) -> np.ndarray:
+    return np.take(np.ascontiguousarray(array).ravel(), index).reshape((index.shape[0], -1) + tuple(shape))
 
 
 CHUNK = 256  # pixels with packed arrays of one length
@@ -404,13 +419,14 @@ def _chunk_rows(grp: dict, iy: np.ndarray, ix: np.ndarray) -> _Rows:
     kernel = grp["kernel"]  # (n_e, ky, kx)
     shape = kernel.shape[-2:]
     npix = len(iy)
-    counts = _windows(grp["counts"], shape, iy, ix).reshape(npix, -1)
-    background = _windows(grp["background"], shape, iy, ix).reshape(npix, -1)
-    exposure = _windows(grp["exposure"], shape, iy, ix)
+    index = _window_index(grp["counts"].shape, shape, iy, ix)  # counts, background, exposure: same planes
+    counts = _window_take(grp["counts"], index, shape).reshape(npix, -1)
+    background = _window_take(grp["background"], index, shape).reshape(npix, -1)
+    exposure = _window_take(grp["exposure"], index, shape)
     if grp["weights"] is not None and grp["uniform_weights"]:
         # same mask in all energy bins: the weighted mean kernel is the plain mean where the mask is set
         # (the same floating-point operations as the general branch below for 0/1 weights)
-        w0 = _windows(grp["weights"][:1], shape, iy, ix)[:, 0]
+        w0 = _window_take(grp["weights"], index[:, :shape[0] * shape[1]], shape)[:, 0]
         ksum = np.zeros(shape)
         for e in range(kernel.shape[0]):
             ksum = ksum + kernel[e]
