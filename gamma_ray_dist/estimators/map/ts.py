@@ -9,11 +9,15 @@ statistic's derivative, found by Brent's method between the analytic bounds of S
 ``norm_errp`` from Brent roots of ``cash(norm) - cash_best = n_sigma^2``.
 
 Speed and distribution: the dataset is reduced once to plain arrays (`prepare_ts_inputs`: counts,
-background, exposure, kernel, mask weights; optionally downsampled), shared once with the workers;
-the map is cut into tiles of pixels (`ts_tile`), and all pixels of a tile iterate together (a
-vectorised Brent with per-pixel state). Every pixel's result is a function of the shared arrays and
-of that pixel alone, so the assembled maps are bit-identical whatever the tiling or the number of
-workers.
+background, exposure, kernel, mask weights, the number of counted bins in every pixel's kernel window;
+optionally downsampled), shared once with the workers; the map is cut into tiles of pixels
+(`ts_tile`: one tile in-process, about two per CPU on a parallel backend). Inside a tile the pixels are
+ordered by their number of counted bins and fitted in blocks (one vectorised Brent with per-pixel
+state) of chunks: a chunk's kernel windows are gathered with one flat index, and its ``c > 0``
+entries packed into arrays only as long as the chunk's longest window. Sums over the packed entries
+reproduce numpy's pairwise summation of rows zero-padded to one global width (`_packed_sum`), so every
+pixel's result is a function of the shared arrays and of that pixel alone, and the assembled maps are
+bit-identical whatever the tiling, chunking or number of workers.
 """
 from __future__ import annotations
 
@@ -176,7 +180,8 @@ class _Rows:
         """``sum(b + x m)`` and the same sum with the truncation (``max(npred, 1e-25)``) per row; the
         second is the first on rows without a truncated entry (the same values summed in the same order)."""
         b, m = (self.b, self.m) if idx is None else (self.b[idx], self.m[idx])
-        npr = b + x[:, None] * m
+        npr = x[:, None] * m
+        npr += b  # b + x m (addition commutes exactly)
         total = _rowsum(npr)
         maybe = np.ones(len(x), dtype=bool) if not self.m_plain else \
             (x < 0) | ~(x >= 0) | (self.b_low if idx is None else self.b_low[idx])
