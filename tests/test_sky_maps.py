@@ -204,3 +204,19 @@ def test_packed_sum_is_numpy_sum_of_zero_padded_rows():
             a[:, :w] = rng.standard_normal((40, w)) * 10.0 ** rng.integers(-8, 8, (40, w))
             got = _packed_sum(np.ascontiguousarray(a[:, :w].T), width)
             assert np.array_equal(got, a.sum(axis=1)), (width, w)
+
+
+def test_ts_map_default_jobs_follow_the_backend(ours):
+    """Default jobs: one in-process, 2 per CPU of about equal cost on a parallel backend; same maps."""
+    from gamma_ray_dist.estimators.map import ts as ts_module
+
+    ds = _small(ours)
+    est = TSMapEstimator(kernel_width="0.3 deg")
+    shared, info = est.prepare(ds)
+    assert len(est._jobs(shared, info, None)) == 1
+    jobs = est._jobs(shared, info, PoolBackend())
+    assert len(jobs) == 4 and sum(len(iy) for _, iy, _ in jobs) == int(info["mask2d"][0].sum())
+    ref, par = est.run(ds), est.run(ds, backend=PoolBackend())
+    for name in ref.available_quantities:
+        assert np.array_equal(ref._data[name].data, par._data[name].data, equal_nan=True), name
+    assert ts_module.ts_tile_jobs(info["mask2d"], 64)[0][1].size == info["mask2d"][0].sum()

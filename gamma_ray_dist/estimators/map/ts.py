@@ -35,7 +35,8 @@ from ...stats import TRUNCATION_VALUE, _LOG_TRUNCATION_SUM, brentq_vectorized
 from .core import EstimatorInputError, FluxMaps, MapEstimator
 from ._inputs import check_dataset, energy_groups, estimation_mask, reco_exposure, run_jobs
 
-__all__ = ["TSMapEstimator", "TSOptions", "prepare_ts_inputs", "ts_tile", "ts_tile_jobs", "ts_pixels"]
+__all__ = ["TSMapEstimator", "TSOptions", "prepare_ts_inputs", "ts_tile", "ts_tile_jobs", "ts_balanced_jobs",
+           "ts_pixels"]
 
 CUTOUT_MARGIN_DEG = 0.1
 _QUANTITIES = ["ts", "norm", "niter", "norm_err", "npred", "npred_excess", "stat", "stat_null", "success"]
@@ -466,6 +467,22 @@ def ts_tile_jobs(mask2d_per_group: list, tile_size: int) -> list:
     return jobs
 
 
+def ts_balanced_jobs(mask2d_per_group: list, n_positive_per_group: list, window: int, n_jobs: int) -> list:
+    """Jobs ``(group, iy, ix)``: the estimated pixels in ``n_jobs`` row-major runs of about equal cost
+    per group (cost of a pixel: its ``window`` bins plus 5 per counted bin, the root finding's share)."""
+    jobs = []
+    for g, (mask2d, n_pos) in enumerate(zip(mask2d_per_group, n_positive_per_group)):
+        iy, ix = np.nonzero(mask2d)
+        if not iy.size:
+            continue
+        cost = np.cumsum(window + 5.0 * n_pos[iy, ix])
+        cuts = np.searchsorted(cost, cost[-1] * np.arange(1, n_jobs) / n_jobs)
+        for sel in np.split(np.arange(iy.size), np.unique(cuts)):
+            if sel.size:
+                jobs.append((g, iy[sel], ix[sel]))
+    return jobs
+
+
 # --- array helpers ------------------------------------------------------------------------------
 def _shape_2n(shape, n: int = 3) -> np.ndarray:
     shape = np.asarray(shape)
@@ -540,8 +557,8 @@ class TSMapEstimator(MapEstimator):
         Object with ``map(fn, jobs, shared)`` and ``cpus``; None runs in-process.
     tile_size : int, optional
         Side of the square pixel tiles sent to the backend (does not change any result). Default: one
-        tile in-process, about 2 tiles per CPU on a parallel backend (few big tiles: the pixels of a
-        tile are fitted together, and each task pays a fixed cost).
+        job in-process, 2 jobs per CPU of about equal cost on a parallel backend (few big jobs: the
+        pixels of a job are fitted together, and each task pays a fixed cost).
     """
 
     tag = "TSMapEstimator"
@@ -673,17 +690,19 @@ class TSMapEstimator(MapEstimator):
         new source on top of them). ``backend`` overrides the estimator's."""
         backend = self.backend if backend is None else backend
         shared, info = self.prepare(dataset)
-        jobs = ts_tile_jobs(info["mask2d"], self._tile_size(info["mask2d"][0].shape, backend))
+        jobs = self._jobs(shared, info, backend)
         results = run_jobs(backend, ts_tile, jobs, shared)
         return self._assemble(dataset, info, jobs, results)
 
-    def _tile_size(self, shape: tuple, backend: Any) -> int:
+    def _jobs(self, shared: dict, info: dict, backend: Any) -> list:
+        """Square tiles of ``tile_size``; by default one job in-process and, on a parallel backend, 2 jobs
+        per CPU of about equal cost (the pixels of a job are fitted together; each task has a fixed cost)."""
         if self.tile_size is not None:
-            return self.tile_size
+            return ts_tile_jobs(info["mask2d"], self.tile_size)
         cpus = int(getattr(backend, "cpus", 1) or 1) if backend is not None else 1
-        if cpus <= 1:
-            return int(max(shape))
-        return int(np.ceil(np.sqrt(shape[0] * shape[1] / (2 * cpus))))
+        window = int(np.prod(shared["groups"][0]["kernel"].shape[-2:]))
+        return ts_balanced_jobs(info["mask2d"], [grp["n_positive"] for grp in shared["groups"]], window,
+                                1 if cpus <= 1 else 2 * cpus)
 
     def _assemble(self, dataset, info, jobs, results) -> FluxMaps:
         n_groups = len(info["mask2d"])
