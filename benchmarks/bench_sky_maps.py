@@ -50,6 +50,23 @@ def best(fn, repeat):
     return min(times), out
 
 
+def best_interleaved(fns: dict, repeat: int) -> dict:
+    """``{name: (best time, last output)}``, the functions run in turn ``repeat`` times: on a shared
+    machine the load changes within seconds, and alternating keeps the comparison fair."""
+    times = {name: [] for name in fns}
+    outs = {}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            outs[name] = fn()
+            times[name].append(time.perf_counter() - t)
+    return {name: (min(times[name]), outs[name]) for name in fns}
+
+
+def load() -> str:
+    return "load average {:.1f} on {} CPUs".format(os.getloadavg()[0], os.cpu_count())
+
+
 def seed(repeat: int, backend, procs) -> dict:
     import gammapy.estimators as ge
 
@@ -64,15 +81,18 @@ def seed(repeat: int, backend, procs) -> dict:
         ds.models = [m for m in ds.models if m.name.endswith("-bkg")]
         data[lib] = ds
     kw = dict(kernel_width="0.5 deg", energy_edges=[1, 10] * u.TeV)
-    t_gp, m_gp = best(lambda: ge.TSMapEstimator(**kw).run(data["gammapy"]), repeat)
-    t_1, m_1 = best(lambda: TSMapEstimator(**kw).run(data["gamma_ray_dist"]), repeat)
-    t_2, m_2 = best(lambda: TSMapEstimator(**kw).run(data["gamma_ray_dist"], backend=backend), repeat)
-    t_p, m_p = best(lambda: TSMapEstimator(**kw).run(data["gamma_ray_dist"], backend=procs), repeat)
+    ours = data["gamma_ray_dist"]
+    res = best_interleaved({"gammapy": lambda: ge.TSMapEstimator(**kw).run(data["gammapy"]),
+                            "serial": lambda: TSMapEstimator(**kw).run(ours),
+                            "ray": lambda: TSMapEstimator(**kw).run(ours, backend=backend),
+                            "processes": lambda: TSMapEstimator(**kw).run(ours, backend=procs)}, repeat)
+    (t_gp, m_gp), (t_1, m_1), (t_2, m_2), (t_p, m_p) = (res[k] for k in ("gammapy", "serial", "ray", "processes"))
     same = all(np.array_equal(m_1._data[k].data, m_2._data[k].data, equal_nan=True) and
                np.array_equal(m_1._data[k].data, m_p._data[k].data, equal_nan=True) for k in m_1.available_quantities)
     print(f"seed TS map 100x100: gammapy {t_gp:.3f} s | ours serial {t_1:.3f} s ({t_gp / t_1:.1f}x gammapy) | "
           f"ours Ray {backend.cpus} workers {t_2:.3f} s ({t_1 / t_2:.2f}x serial, {t_gp / t_2:.1f}x gammapy) | "
-          f"{procs.cpus} processes {t_p:.3f} s ({t_1 / t_p:.2f}x serial) | Ray == processes == serial bitwise: {same}")
+          f"{procs.cpus} processes {t_p:.3f} s ({t_1 / t_p:.2f}x serial) | Ray == processes == serial bitwise: {same} "
+          f"| {load()}")
     s_gp, s_1 = m_gp.sqrt_ts.data, m_1.sqrt_ts.data
     print(f"   max sqrt_ts {np.nanmax(s_gp):.3f} / {np.nanmax(s_1):.3f}, pixels > 5 sigma {int((s_gp > 5).sum())} / "
           f"{int((s_1 > 5).sum())}, max |d sqrt_ts| {np.nanmax(np.abs(s_gp - s_1)):.2e}")
@@ -111,12 +131,13 @@ def survey(npix: int, backend, procs, tile_size, repeat: int = 2) -> None:
     ds.counts.data = rng.poisson(lam).astype(float)
     ds.psf = seed_ds.psf
     est = TSMapEstimator(kernel_width="0.3 deg", tile_size=tile_size)
-    t = {}
-    for name, b in (("serial", None), ("ray", backend), ("processes", procs)):
-        t[name], maps = best(lambda: est.run(ds, backend=b), repeat)  # best of: the first run warms workers
+    res = best_interleaved({"serial": lambda: est.run(ds), "ray": lambda: est.run(ds, backend=backend),
+                            "processes": lambda: est.run(ds, backend=procs)}, repeat)  # the first run warms workers
+    t = {name: v[0] for name, v in res.items()}
+    maps = res["serial"][1]
     print(f"survey TS map {npix}x{npix}: serial {t['serial']:.2f} s | Ray {backend.cpus} workers {t['ray']:.2f} s "
           f"({t['serial'] / t['ray']:.2f}x serial) | {procs.cpus} processes {t['processes']:.2f} s "
-          f"({t['serial'] / t['processes']:.2f}x serial) | {np.sum(maps.sqrt_ts.data > 5)} pixels > 5 sigma")
+          f"({t['serial'] / t['processes']:.2f}x serial) | {np.sum(maps.sqrt_ts.data > 5)} pixels > 5 sigma | {load()}")
 
 
 def main() -> None:
