@@ -207,7 +207,7 @@ def test_packed_sum_is_numpy_sum_of_zero_padded_rows():
 
 
 def test_ts_map_default_jobs_follow_the_backend(ours):
-    """Default jobs: one in-process, 2 per CPU of about equal cost on a parallel backend; same maps."""
+    """Default jobs: one in-process, one per CPU of about equal cost on a parallel backend; same maps."""
     from gamma_ray_dist.estimators.map import ts as ts_module
 
     ds = _small(ours)
@@ -215,7 +215,8 @@ def test_ts_map_default_jobs_follow_the_backend(ours):
     shared, info = est.prepare(ds)
     assert len(est._jobs(shared, info, None)) == 1
     jobs = est._jobs(shared, info, PoolBackend())
-    assert len(jobs) == 4 and sum(len(iy) for _, iy, _ in jobs) == int(info["mask2d"][0].sum())
+    assert len(jobs) == 2 and sum(len(iy) for _, iy, _ in jobs) == int(info["mask2d"][0].sum())
+    assert len(ts_module.ts_balanced_jobs(info["mask2d"], [shared["groups"][0]["n_positive"]], 225, 4)) == 4
     ref, par = est.run(ds), est.run(ds, backend=PoolBackend())
     for name in ref.available_quantities:
         assert np.array_equal(ref._data[name].data, par._data[name].data, equal_nan=True), name

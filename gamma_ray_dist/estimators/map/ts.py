@@ -11,7 +11,7 @@ statistic's derivative, found by Brent's method between the analytic bounds of S
 Speed and distribution: the dataset is reduced once to plain arrays (`prepare_ts_inputs`: counts,
 background, exposure, kernel, mask weights, the number of counted bins in every pixel's kernel window;
 optionally downsampled), shared once with the workers; the map is cut into tiles of pixels
-(`ts_tile`: one tile in-process, about two per CPU on a parallel backend). Inside a tile the pixels are
+(`ts_tile`: one job in-process, one per CPU of about equal cost on a parallel backend). Inside a tile the pixels are
 ordered by their number of counted bins and fitted in blocks (one vectorised Brent with per-pixel
 state) of chunks: a chunk's kernel windows are gathered with one flat index, and its ``c > 0``
 entries packed into arrays only as long as the chunk's longest window. Sums over the packed entries
@@ -396,6 +396,8 @@ def _window_take(array: np.ndarray, index: np.ndarray, shape: tuple) -> np.ndarr
 
 
 CHUNK = 256  # pixels with packed arrays of one length
+JOBS_PER_CPU = 1  # default jobs per CPU of a parallel backend, of about equal cost (2 per CPU: 7% slower on
+                  # the 100x100 seed map on 2 Ray workers, from the extra tasks)
 BLOCK = 2048  # pixels fitted together (one root finding), in chunks
 
 
@@ -557,7 +559,7 @@ class TSMapEstimator(MapEstimator):
         Object with ``map(fn, jobs, shared)`` and ``cpus``; None runs in-process.
     tile_size : int, optional
         Side of the square pixel tiles sent to the backend (does not change any result). Default: one
-        job in-process, 2 jobs per CPU of about equal cost on a parallel backend (few big jobs: the
+        job in-process, one job per CPU of about equal cost on a parallel backend (few big jobs: the
         pixels of a job are fitted together, and each task pays a fixed cost).
     """
 
@@ -695,14 +697,14 @@ class TSMapEstimator(MapEstimator):
         return self._assemble(dataset, info, jobs, results)
 
     def _jobs(self, shared: dict, info: dict, backend: Any) -> list:
-        """Square tiles of ``tile_size``; by default one job in-process and, on a parallel backend, 2 jobs
-        per CPU of about equal cost (the pixels of a job are fitted together; each task has a fixed cost)."""
+        """Square tiles of ``tile_size``; by default one job in-process and, on a parallel backend, one job
+        per CPU, of about equal cost (the pixels of a job are fitted together; each task has a fixed cost)."""
         if self.tile_size is not None:
             return ts_tile_jobs(info["mask2d"], self.tile_size)
         cpus = int(getattr(backend, "cpus", 1) or 1) if backend is not None else 1
         window = int(np.prod(shared["groups"][0]["kernel"].shape[-2:]))
         return ts_balanced_jobs(info["mask2d"], [grp["n_positive"] for grp in shared["groups"]], window,
-                                1 if cpus <= 1 else 2 * cpus)
+                                1 if cpus <= 1 else JOBS_PER_CPU * cpus)
 
     def _assemble(self, dataset, info, jobs, results) -> FluxMaps:
         n_groups = len(info["mask2d"])
