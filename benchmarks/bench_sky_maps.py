@@ -1,11 +1,12 @@
 """Sky-map benchmark: gammapy vs ours serial (one core) vs ours on Ray with 2 workers, in one run.
 
     python benchmarks/bench_sky_maps.py              # seed TS map (100x100, 1-10 TeV, point kernel 0.5 deg) + excess map
-    python benchmarks/bench_sky_maps.py --survey 1000  # also a 1000x1000 simulated survey-field TS map on 2 Ray workers
+    python benchmarks/bench_sky_maps.py --survey 200 400  # also simulated survey-field TS maps (serial / Ray / processes)
 
 Times are best of ``--repeat`` runs; ratios are printed side by side (the machine is shared: compare
-ratios of one run, not absolute times across runs). The Ray runs use `LocalRayBackend` below, a
-minimal stand-in for the project backend (``map(fn, jobs, shared)``, ``cpus``): to be replaced by it.
+ratios of one run, not absolute times across runs). The Ray runs use the project backend
+(`gamma_ray_dist.distributed.RayBackend`, started before timing); "2 processes" is the ceiling of the
+same tiles on plain worker processes, without Ray.
 """
 from __future__ import annotations
 
@@ -25,39 +26,19 @@ SHARED = Path(os.environ.get("GRD_SHARED", ROOT.parent / "shared"))
 REF = SHARED / "reference"
 
 
-class LocalRayBackend:
-    """MINIMAL ADAPTER, TO BE REPLACED BY THE PROJECT BACKEND: ``ray.put(shared)`` once, one task per
-    job, results collected with ``ray.wait`` (no ``ray.get`` in a loop); reports each task's peak RSS."""
+class ProcessBackend:
+    """The parallel ceiling without Ray: the same tiles on a pool of plain processes started beforehand
+    (``shared`` pickled with every job, as a fork-started pool would inherit it for free)."""
 
-    def __init__(self, num_cpus: int = 2):
-        import ray
+    def __init__(self, workers: int):
+        from concurrent.futures import ProcessPoolExecutor
 
-        if not ray.is_initialized():
-            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
-        self.ray = ray
-        self.cpus = int(ray.cluster_resources().get("CPU", num_cpus))
-        self.peak_rss_mb: dict = {}
-
-        @ray.remote(num_cpus=1)
-        def _task(fn, shared, job):
-            import resource
-
-            out = fn(shared, job)
-            return out, os.getpid(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-        self._task = _task
+        self.cpus = workers
+        self.pool = ProcessPoolExecutor(workers)
+        list(self.pool.map(abs, range(workers)))  # start the workers
 
     def map(self, fn, jobs, shared=None):
-        ref = self.ray.put(shared)
-        pending = {self._task.remote(fn, ref, job): i for i, job in enumerate(jobs)}
-        results = [None] * len(jobs)
-        waiting = list(pending)
-        while waiting:
-            done, waiting = self.ray.wait(waiting, num_returns=min(len(waiting), 16))
-            for obj, (out, pid, rss) in zip(done, self.ray.get(done)):
-                results[pending[obj]] = out
-                self.peak_rss_mb[pid] = max(self.peak_rss_mb.get(pid, 0.0), rss)
-        return results
+        return [f.result() for f in [self.pool.submit(fn, shared, job) for job in jobs]]
 
 
 def best(fn, repeat):
@@ -69,7 +50,24 @@ def best(fn, repeat):
     return min(times), out
 
 
-def seed(repeat: int, backend) -> dict:
+def best_interleaved(fns: dict, repeat: int) -> dict:
+    """``{name: (best time, last output)}``, the functions run in turn ``repeat`` times: on a shared
+    machine the load changes within seconds, and alternating keeps the comparison fair."""
+    times = {name: [] for name in fns}
+    outs = {}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            outs[name] = fn()
+            times[name].append(time.perf_counter() - t)
+    return {name: (min(times[name]), outs[name]) for name in fns}
+
+
+def load() -> str:
+    return "load average {:.1f} on {} CPUs".format(os.getloadavg()[0], os.cpu_count())
+
+
+def seed(repeat: int, backend, procs) -> dict:
     import gammapy.estimators as ge
 
     from gamma_ray_dist.estimators import ExcessMapEstimator, TSMapEstimator
@@ -83,13 +81,18 @@ def seed(repeat: int, backend) -> dict:
         ds.models = [m for m in ds.models if m.name.endswith("-bkg")]
         data[lib] = ds
     kw = dict(kernel_width="0.5 deg", energy_edges=[1, 10] * u.TeV)
-    t_gp, m_gp = best(lambda: ge.TSMapEstimator(**kw).run(data["gammapy"]), repeat)
-    t_1, m_1 = best(lambda: TSMapEstimator(**kw).run(data["gamma_ray_dist"]), repeat)
-    t_2, m_2 = best(lambda: TSMapEstimator(**kw, tile_size=25).run(data["gamma_ray_dist"], backend=backend), repeat)
-    same = all(np.array_equal(m_1._data[k].data, m_2._data[k].data, equal_nan=True) for k in m_1.available_quantities)
+    ours = data["gamma_ray_dist"]
+    res = best_interleaved({"gammapy": lambda: ge.TSMapEstimator(**kw).run(data["gammapy"]),
+                            "serial": lambda: TSMapEstimator(**kw).run(ours),
+                            "ray": lambda: TSMapEstimator(**kw).run(ours, backend=backend),
+                            "processes": lambda: TSMapEstimator(**kw).run(ours, backend=procs)}, repeat)
+    (t_gp, m_gp), (t_1, m_1), (t_2, m_2), (t_p, m_p) = (res[k] for k in ("gammapy", "serial", "ray", "processes"))
+    same = all(np.array_equal(m_1._data[k].data, m_2._data[k].data, equal_nan=True) and
+               np.array_equal(m_1._data[k].data, m_p._data[k].data, equal_nan=True) for k in m_1.available_quantities)
     print(f"seed TS map 100x100: gammapy {t_gp:.3f} s | ours serial {t_1:.3f} s ({t_gp / t_1:.1f}x gammapy) | "
           f"ours Ray {backend.cpus} workers {t_2:.3f} s ({t_1 / t_2:.2f}x serial, {t_gp / t_2:.1f}x gammapy) | "
-          f"Ray == serial bitwise: {same}")
+          f"{procs.cpus} processes {t_p:.3f} s ({t_1 / t_p:.2f}x serial) | Ray == processes == serial bitwise: {same} "
+          f"| {load()}")
     s_gp, s_1 = m_gp.sqrt_ts.data, m_1.sqrt_ts.data
     print(f"   max sqrt_ts {np.nanmax(s_gp):.3f} / {np.nanmax(s_1):.3f}, pixels > 5 sigma {int((s_gp > 5).sum())} / "
           f"{int((s_1 > 5).sum())}, max |d sqrt_ts| {np.nanmax(np.abs(s_gp - s_1)):.2e}")
@@ -97,10 +100,10 @@ def seed(repeat: int, backend) -> dict:
     t_gx, _ = best(lambda: ge.ExcessMapEstimator(**kx).run(data["gammapy"]), repeat)
     t_ox, _ = best(lambda: ExcessMapEstimator(**kx).run(data["gamma_ray_dist"]), repeat)
     print(f"seed excess map: gammapy {t_gx:.3f} s | ours {t_ox:.3f} s ({t_gx / t_ox:.1f}x gammapy)")
-    return {"ts_gammapy": t_gp, "ts_serial": t_1, "ts_ray": t_2}
+    return {"ts_gammapy": t_gp, "ts_serial": t_1, "ts_ray": t_2, "ts_processes": t_p}
 
 
-def survey(npix: int, backend, tile_size: int) -> None:
+def survey(npix: int, backend, procs, tile_size, repeat: int = 2) -> None:
     """A simulated survey field: npix x npix at 0.02 deg, 2 energy bins, flat background with Poisson
     counts and a few point-like excesses; TS map with a 0.3 deg point kernel on the Ray backend."""
     from gamma_ray_dist.datasets import MapDataset
@@ -128,27 +131,34 @@ def survey(npix: int, backend, tile_size: int) -> None:
     ds.counts.data = rng.poisson(lam).astype(float)
     ds.psf = seed_ds.psf
     est = TSMapEstimator(kernel_width="0.3 deg", tile_size=tile_size)
-    t = time.perf_counter()
-    maps = est.run(ds, backend=backend)
-    dt = time.perf_counter() - t
-    rss = ", ".join(f"{v:.0f}" for v in sorted(backend.peak_rss_mb.values()))
-    print(f"survey TS map {npix}x{npix} ({npix * npix / 1e6:.1f} Mpix) on {backend.cpus} Ray workers: {dt:.1f} s, "
-          f"{np.sum(maps.sqrt_ts.data > 5)} pixels > 5 sigma; peak RSS per worker process (MB): {rss}")
+    res = best_interleaved({"serial": lambda: est.run(ds), "ray": lambda: est.run(ds, backend=backend),
+                            "processes": lambda: est.run(ds, backend=procs)}, repeat)  # the first run warms workers
+    t = {name: v[0] for name, v in res.items()}
+    maps = res["serial"][1]
+    print(f"survey TS map {npix}x{npix}: serial {t['serial']:.2f} s | Ray {backend.cpus} workers {t['ray']:.2f} s "
+          f"({t['serial'] / t['ray']:.2f}x serial) | {procs.cpus} processes {t['processes']:.2f} s "
+          f"({t['serial'] / t['processes']:.2f}x serial) | {np.sum(maps.sqrt_ts.data > 5)} pixels > 5 sigma | {load()}")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--survey", type=int, default=0, help="side (pixels) of a simulated survey TS map; 0 = skip")
-    p.add_argument("--tile-size", type=int, default=64)
+    p.add_argument("--survey", type=int, nargs="*", default=[],
+                   help="sides (pixels) of simulated survey TS maps (serial vs Ray vs processes)")
+    p.add_argument("--tile-size", type=int, default=None, help="default: the estimator's choice for the backend")
     p.add_argument("--skip-seed", action="store_true")
     args = p.parse_args()
-    backend = LocalRayBackend(args.workers)
-    if not args.skip_seed:
-        seed(args.repeat, backend)
-    if args.survey:
-        survey(args.survey, backend, args.tile_size)
+    from gamma_ray_dist.distributed import RayBackend
+
+    procs = ProcessBackend(args.workers)
+    with RayBackend(num_cpus=args.workers, progress=False) as backend:
+        backend.start()
+        if not args.skip_seed:
+            seed(args.repeat, backend, procs)
+        for npix in args.survey:
+            survey(npix, backend, procs, args.tile_size, max(2, args.repeat))
+    procs.pool.shutdown()
 
 
 if __name__ == "__main__":

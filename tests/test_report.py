@@ -195,3 +195,38 @@ def test_rewrite_replaces_files(seed_inputs, tmp_path, monkeypatch):
     paths = write_report(tmp_path, seed_inputs["dataset"], title="second")
     assert paths["report"].read_text().startswith("# second\n")
     assert [p.name for p in tmp_path.iterdir()] == ["report.md"]
+
+
+def test_sky_map_figures(seed_inputs, tmp_path):
+    """With ``sky_maps`` (run_sky_maps' dict): significance map and distribution as PNGs, listed in
+    report.md with the significance fit and the source positions; pyplot untouched."""
+    pytest.importorskip("matplotlib")
+    import yaml
+    from pathlib import Path
+
+    from gamma_ray_dist.config import AnalysisConfig
+    from gamma_ray_dist.pipeline.report import SKY_MAP_FIGURES
+    from gamma_ray_dist.pipeline.sky_maps import run_sky_maps
+
+    base = yaml.safe_load((Path(__file__).parents[1] / "examples" / "crab_3d.yaml").read_text())
+    base.pop("excess_map", None)
+    cfg = AnalysisConfig.from_dict(dict(base, ts_map={"kernel_width": "0.3 deg"}))
+    sky_maps = run_sky_maps(seed_inputs["dataset"], cfg, out_dir=tmp_path)
+    plt = sys.modules.get("matplotlib.pyplot")
+    before = None if plt is None else plt.get_fignums()
+    paths = write_report(tmp_path / "run", seed_inputs["dataset"], fit_result=seed_inputs["fit_result"],
+                         sky_maps=sky_maps)
+    plt = sys.modules.get("matplotlib.pyplot")
+    assert (None if plt is None else plt.get_fignums()) in (None, before or [])
+    for name in SKY_MAP_FIGURES:
+        assert paths[name] == tmp_path / "run" / f"{name}.png"
+        check_png(paths[name], name)
+    text = paths["report"].read_text()
+    for name in SKY_MAP_FIGURES:
+        assert f"![{name}]({name}.png)" in text
+    stats = sky_maps["significance"]["ts_map"]
+    assert f"{stats['n']} pixels, fitted Gaussian mean {stats['mean']:.3f}, width {stats['sigma']:.3f}" in text
+    assert "| crab |" in text and "`ts_map.fits.gz`" in text
+    # without sky maps: no sky-map figure
+    plain = write_report(tmp_path / "plain", seed_inputs["dataset"], fit_result=seed_inputs["fit_result"])
+    assert not set(SKY_MAP_FIGURES) & set(plain)

@@ -192,3 +192,32 @@ def test_config_and_pipeline(ours, reference_dir, seed_reference, tmp_path):
     stats = out["significance"]["ts_map"]
     assert stats["n"] > 5000 and abs(stats["mean"]) < 0.2 and 0.8 < stats["sigma"] < 1.3
     assert not AnalysisConfig.from_dict(base).ts_map.requested
+
+
+def test_packed_sum_is_numpy_sum_of_zero_padded_rows():
+    from gamma_ray_dist.estimators.map.ts import _packed_sum
+
+    rng = np.random.default_rng(1)
+    for width in (1, 7, 8, 9, 100, 128, 129, 297, 625, 2500):
+        for w in sorted({1, 8, 13, width // 3 + 1, width - 1, width} & set(range(1, width + 1))):
+            a = np.zeros((40, width))
+            a[:, :w] = rng.standard_normal((40, w)) * 10.0 ** rng.integers(-8, 8, (40, w))
+            got = _packed_sum(np.ascontiguousarray(a[:, :w].T), width)
+            assert np.array_equal(got, a.sum(axis=1)), (width, w)
+
+
+def test_ts_map_default_jobs_follow_the_backend(ours):
+    """Default jobs: one in-process, one per CPU of about equal cost on a parallel backend; same maps."""
+    from gamma_ray_dist.estimators.map import ts as ts_module
+
+    ds = _small(ours)
+    est = TSMapEstimator(kernel_width="0.3 deg")
+    shared, info = est.prepare(ds)
+    assert len(est._jobs(shared, info, None)) == 1
+    jobs = est._jobs(shared, info, PoolBackend())
+    assert len(jobs) == 2 and sum(len(iy) for _, iy, _ in jobs) == int(info["mask2d"][0].sum())
+    assert len(ts_module.ts_balanced_jobs(info["mask2d"], [shared["groups"][0]["n_positive"]], 225, 4)) == 4
+    ref, par = est.run(ds), est.run(ds, backend=PoolBackend())
+    for name in ref.available_quantities:
+        assert np.array_equal(ref._data[name].data, par._data[name].data, equal_nan=True), name
+    assert ts_module.ts_tile_jobs(info["mask2d"], 64)[0][1].size == info["mask2d"][0].sum()

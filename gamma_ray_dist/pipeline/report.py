@@ -11,6 +11,10 @@
   source (or the map centre);
 - ``spectrum.png``: the source's spectral model in e2dnde with its butterfly over the flux-point (or
   fit) energy range, and the flux points on top;
+- with ``sky_maps`` (the dict of `gamma_ray_dist.pipeline.sky_maps.run_sky_maps`):
+  ``significance_map.png``, the significance (``sqrt_ts``) of the TS map (else the excess map) with
+  the fitted source positions marked, and ``significance_distribution.png``, the significance
+  distribution outside the exclusion regions with its fitted Gaussian and the standard normal;
 - ``report.md``: links to the figures, fit summary, parameters, flux points, reduction summary and
   timings.
 
@@ -34,12 +38,14 @@ from astropy import units as u
 
 from .outputs import atomic_write, write_text
 
-__all__ = ["write_report", "FIGURES", "FIGURE_SIZES", "DPI", "MISSING_PLOT_NOTE"]
+__all__ = ["write_report", "FIGURES", "SKY_MAP_FIGURES", "FIGURE_SIZES", "DPI", "MISSING_PLOT_NOTE"]
 
 log = logging.getLogger(__name__)
 
 #: Figure names in report order (file ``<name>.png``).
 FIGURES = ("counts", "npred_signal", "residuals_spatial", "residuals", "spectrum")
+#: Figures of the sky maps (made when ``write_report`` gets ``sky_maps``), after `FIGURES`.
+SKY_MAP_FIGURES = ("significance_map", "significance_distribution")
 #: Figure sizes in inches (PNG pixel size = size * DPI; no tight bounding box).
 FIGURE_SIZES = {
     "counts": (6.0, 5.0),
@@ -47,6 +53,8 @@ FIGURE_SIZES = {
     "residuals_spatial": (6.0, 5.0),
     "residuals": (12.0, 4.0),
     "spectrum": (8.0, 6.0),
+    "significance_map": (6.0, 5.0),
+    "significance_distribution": (6.0, 4.0),
 }
 DPI = 100
 MISSING_PLOT_NOTE = (
@@ -332,6 +340,55 @@ def _draw_spectrum(fig, spectral_model, energy_bounds, flux_points=None, label=N
     ax.set_title("Spectrum", fontsize="medium")
 
 
+def _sky_map_choice(sky_maps: Mapping):
+    """``(name, FluxMaps)`` of the map whose significance is shown: the TS map, else the excess map."""
+    for name in ("ts_map", "excess_map"):
+        if sky_maps.get(name) is not None:
+            return name, sky_maps[name]
+    return None, None
+
+
+_SKY_MAP_LABELS = {"ts_map": "TS map", "excess_map": "excess map"}
+
+
+def _draw_significance_map(fig, flux_maps, positions, label):
+    from ..visualization.maps import sky_axes
+    from ..visualization.sky_maps import plot_significance_map
+
+    sqrt_ts = flux_maps.sqrt_ts
+    ax = sky_axes(sqrt_ts.geom.to_image(), fig=fig)
+    plot_significance_map(sqrt_ts, positions=positions, ax=ax)
+    ax.set_title(f"Significance ({label})", fontsize="medium")
+
+
+def _draw_significance_distribution(fig, stats, label):
+    from ..visualization.sky_maps import plot_significance_distribution
+
+    ax = fig.add_subplot(1, 1, 1)
+    plot_significance_distribution(stats["values"], mean=stats.get("mean"), sigma=stats.get("sigma"), ax=ax)
+    ax.set_title(f"Significance outside the exclusion regions ({label})", fontsize="medium")
+    fig.subplots_adjust(bottom=0.14)
+
+
+def _sky_maps_section(sky_maps: Mapping) -> list[str]:
+    lines = []
+    for name, path in (sky_maps.get("paths") or {}).items():
+        lines.append(f"- {_SKY_MAP_LABELS.get(name, name)}: `{Path(path).name}`")
+    for name, stats in (sky_maps.get("significance") or {}).items():
+        lines.append(f"- significance outside the exclusion regions ({_SKY_MAP_LABELS.get(name, name)}): "
+                     f"{stats.get('n', 0)} pixels, fitted Gaussian mean {_fmt(stats.get('mean'), '.3f')}, "
+                     f"width {_fmt(stats.get('sigma'), '.3f')} (standard normal: 0, 1)")
+    positions = sky_maps.get("source_positions") or []
+    if positions:
+        rows = []
+        for src, pos in positions:
+            icrs = pos.icrs
+            rows.append([src, _fmt(icrs.ra.deg, ".4f"), _fmt(icrs.dec.deg, ".4f")])
+        lines += ["", "Fitted source positions (marked on the significance map):", "",
+                  _md_table(["source", "ra [deg]", "dec [deg]"], rows)]
+    return lines
+
+
 def _energy_bounds(dataset, flux_points) -> u.Quantity:
     """Flux-point energy range, else the energies of the fit (safe & fit mask), else the whole axis."""
     lo = _quantity_values(flux_points, "energy_min", "TeV") if flux_points is not None else None
@@ -375,7 +432,7 @@ def _matplotlib_available() -> bool:
 # ---- entry point -------------------------------------------------------------------------------------
 def write_report(out_dir, dataset, models=None, fit_result=None, flux_points=None, timings=None,
                  reduction=None, source=None, exclusion_region=None,
-                 title: str = "gamma_ray_dist run") -> dict[str, Path]:
+                 title: str = "gamma_ray_dist run", sky_maps: Mapping | None = None) -> dict[str, Path]:
     """Write the run's figures (PNG) and ``report.md`` into ``out_dir``.
 
     Parameters
@@ -404,12 +461,16 @@ def write_report(out_dir, dataset, models=None, fit_result=None, flux_points=Non
         Drawn (dashed) on the counts image.
     title : str
         Heading of ``report.md``.
+    sky_maps : dict, optional
+        What `gamma_ray_dist.pipeline.sky_maps.run_sky_maps` returns (``excess_map``, ``ts_map``,
+        ``paths``, ``source_positions``, ``usable``, ``significance``): adds the figures of
+        `SKY_MAP_FIGURES` (the TS map's significance, else the excess map's) and a sky-map section.
 
     Returns
     -------
     dict of str to Path
-        ``{figure name: path}`` for the figures made (names in `FIGURES`) and ``"report"`` for
-        ``report.md``.
+        ``{figure name: path}`` for the figures made (names in `FIGURES` and `SKY_MAP_FIGURES`) and
+        ``"report"`` for ``report.md``.
     """
     out_dir = Path(out_dir).expanduser()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -446,6 +507,14 @@ def write_report(out_dir, dataset, models=None, fit_result=None, flux_points=Non
         if spectral_model is not None and (fit_result is not None or flux_points is not None):
             bounds = _energy_bounds(dataset, flux_points)
             plans.append(("spectrum", _draw_spectrum, (spectral_model, bounds, flux_points, source_model.name)))
+        map_name, flux_maps = _sky_map_choice(sky_maps or {})
+        if flux_maps is not None:
+            label = _SKY_MAP_LABELS[map_name]
+            positions = list(sky_maps.get("source_positions") or [])
+            plans.append(("significance_map", _draw_significance_map, (flux_maps, positions, label)))
+            stats = (sky_maps.get("significance") or {}).get(map_name)
+            if stats is not None and np.size(stats.get("values", [])):
+                plans.append(("significance_distribution", _draw_significance_distribution, (stats, label)))
 
         pyplot_before = _pyplot_fignums()
         try:
@@ -461,7 +530,7 @@ def write_report(out_dir, dataset, models=None, fit_result=None, flux_points=Non
         notes.append(MISSING_PLOT_NOTE)
 
     text = _markdown(title, dataset, models, fit_result, flux_points, timings, reduction, source_model,
-                     made, notes)
+                     made, notes, sky_maps)
     made["report"] = write_text(out_dir / "report.md", text)
     return made
 
@@ -486,11 +555,13 @@ _FIGURE_TITLES = {
     "residuals_spatial": "Spatial residuals",
     "residuals": "Residuals (spatial and spectral)",
     "spectrum": "Spectrum",
+    "significance_map": "Significance map",
+    "significance_distribution": "Significance distribution",
 }
 
 
 def _markdown(title, dataset, models, fit_result, flux_points, timings, reduction, source_model,
-              made, notes) -> str:
+              made, notes, sky_maps=None) -> str:
     lines = [f"# {title}", ""]
     lines += ["## Dataset", ""] + _dataset_section(dataset) + [""]
     if reduction:
@@ -507,11 +578,13 @@ def _markdown(title, dataset, models, fit_result, flux_points, timings, reductio
             lines += [f"## Flux points{source_txt}", "",
                       _md_table(["e_ref [TeV]", f"dnde [{DNDE_UNIT}]", f"dnde_err [{DNDE_UNIT}]",
                                  "ts", "sqrt_ts"], fp_rows), ""]
+    if sky_maps:
+        lines += ["## Sky maps", ""] + _sky_maps_section(sky_maps) + [""]
     lines += ["## Figures", ""]
-    for name in FIGURES:
+    for name in FIGURES + SKY_MAP_FIGURES:
         if name in made:
             lines += [f"### {_FIGURE_TITLES[name]}", "", f"![{name}]({made[name].name})", ""]
-    if not any(name in made for name in FIGURES) and not notes:
+    if not any(name in made for name in FIGURES + SKY_MAP_FIGURES) and not notes:
         lines += ["No figures were made.", ""]
     for note in notes:
         lines += [f"> {note}", ""]

@@ -22,7 +22,7 @@ def plot_significance_map(sqrt_ts_map: Any, positions: Optional[list] = None, ax
     data = np.asarray(sqrt_ts_map.data, dtype=float).reshape((-1,) + geom.data_shape)[0]
     vmax = np.nanmax(data) if vmax is None else vmax
     im = ax.imshow(data, origin="lower", vmin=vmin, vmax=vmax, cmap=cmap, **kwargs)
-    plt.colorbar(im, ax=ax, label=r"significance $\sqrt{TS}$")
+    ax.figure.colorbar(im, ax=ax, label=r"significance $\sqrt{TS}$")  # ax's figure, not pyplot's current one
     for name, pos in positions or []:
         transform = ax.get_transform(pos.frame.name) if hasattr(ax, "get_transform") else None
         sph = pos.spherical
