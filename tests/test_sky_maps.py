@@ -221,3 +221,34 @@ def test_ts_map_default_jobs_follow_the_backend(ours):
     for name in ref.available_quantities:
         assert np.array_equal(ref._data[name].data, par._data[name].data, equal_nan=True), name
     assert ts_module.ts_tile_jobs(info["mask2d"], 64)[0][1].size == info["mask2d"][0].sum()
+
+
+def test_the_cli_writes_the_sky_maps_and_their_figures(hess_dr1, tmp_path):
+    """`excess_map` / `ts_map` in the config: the run writes both maps (read back as `FluxMaps`) and the
+    report draws the significance map and its distribution outside the exclusions, close to N(0, 1)."""
+    import json
+
+    import yaml
+
+    from gamma_ray_dist.cli import main
+
+    from .test_cli import CONFIG, MODELS
+
+    cfg = yaml.safe_load(CONFIG.read_text().replace("$GAMMAPY_DATA/hess-dl3-dr1", str(hess_dr1)))
+    cfg["excess_map"] = {"correlation_radius": "0.1 deg"}
+    cfg["ts_map"] = {"kernel_width": "0.3 deg"}
+    path = tmp_path / "sky.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--models", str(MODELS), "--serial", "--no-progress", "--out", str(out)]) == 0
+    for name in ("excess_map", "ts_map"):
+        maps = FluxMaps.read(out / f"{name}.fits.gz")
+        assert np.nanmax(maps.sqrt_ts.data) > 20  # the Crab
+    for figure in ("significance_map.png", "significance_distribution.png"):
+        assert (out / figure).stat().st_size > 10_000
+    report = (out / "report.md").read_text()
+    line = next(row for row in report.splitlines() if "(TS map)" in row and "fitted Gaussian" in row)
+    mean = float(line.split("mean ")[1].split(",")[0])
+    width = float(line.split("width ")[1].split(" ")[0])
+    assert abs(mean) < 0.2 and 0.8 < width < 1.3, line
+    assert json.loads((out / "reduction.json").read_text())["timings"]["sky_maps"] > 0

@@ -243,7 +243,8 @@ def _run(config: AnalysisConfig, options: PipelineOptions, backend) -> PipelineR
             write_report(out_dir, dataset, models=dataset.models, fit_result=result.fit,
                          flux_points=result.flux_points, timings=dict(timings), reduction=result.reduction,
                          source=config.flux_points.source or None,
-                         exclusion_region=list(config.datasets.background.exclusion_regions) or None)
+                         exclusion_region=list(config.datasets.background.exclusion_regions) or None,
+                         sky_maps=result.sky_maps)
 
     timings["total"] = time.perf_counter() - t_start
     if options.report:  # the same total as the command line and reduction.json

@@ -56,17 +56,17 @@ def source_positions(models: Any) -> list[tuple[str, Any]]:
 
 
 def _usable_pixels(geom: Any, exclusion_mask: Any, positions: list, radius_deg: float) -> np.ndarray:
-    """2D bool: True outside the exclusion regions (or, without a mask, farther than ``radius_deg`` from
-    every fitted source)."""
+    """2D bool: True outside the exclusion regions and farther than ``radius_deg`` from every fitted
+    source (a source's PSF and kernel wings reach beyond a tight exclusion region)."""
     image = geom.to_image()
+    usable = np.ones(image.data_shape, dtype=bool)
     if exclusion_mask is not None:
         if tuple(exclusion_mask.geom.data_shape[-2:]) == tuple(image.data_shape) and \
                 exclusion_mask.geom.to_image().is_allclose(image):
-            return np.asarray(exclusion_mask.data, dtype=bool).reshape(image.data_shape)
-        coords = image.get_coord()
-        values = exclusion_mask.get_by_coord(coords, fill_value=0)
-        return np.asarray(values, dtype=float).reshape(image.data_shape) > 0.5
-    usable = np.ones(image.data_shape, dtype=bool)
+            usable &= np.asarray(exclusion_mask.data, dtype=bool).reshape(image.data_shape)
+        else:
+            values = exclusion_mask.get_by_coord(image.get_coord(), fill_value=0)
+            usable &= np.asarray(values, dtype=float).reshape(image.data_shape) > 0.5
     for _, pos in positions:
         usable &= np.asarray(image.separation(pos).deg) > radius_deg
     return usable
@@ -102,7 +102,7 @@ def run_sky_maps(dataset: Any, config: Any, models: Any = None, backend: Any = N
         Folder of ``excess_map.fits.gz`` and ``ts_map.fits.gz``.
     exclusion_mask : `WcsNDMap`, optional
         True = usable pixel (gammapy's convention, e.g. from ``pipeline.inputs.make_exclusion_mask``);
-        default: pixels farther than ``exclusion_radius_deg`` from every fitted source.
+        pixels within ``exclusion_radius_deg`` of a fitted source are left out as well.
 
     Returns
     -------
