@@ -258,7 +258,12 @@ def test_observation_peek(hess_dr1, tmp_path):
         assert title in titles
     assert any(t.startswith("Energy dispersion") for t in titles)
     image = vis.events_counts_image(obs.events)
-    assert image.data.sum() == len(obs.events)  # default width holds every event
+    # the default image is the field of view: 99 % of the events, not the few strays tens of degrees
+    # away (they stretched the panel over ~100 degrees, the events a few pixels wide)
+    assert 0.99 * len(obs.events) <= image.data.sum() < len(obs.events)
+    assert image.geom.width.to_value("deg").max() < 15 and max(image.geom.data_shape) <= 201
+    everything = vis.events_counts_image(obs.events, width=130)
+    assert everything.data.sum() == len(obs.events)  # an explicit width holds them all
     check_png(fig, tmp_path / "peek.png", dpi=30)
 
 

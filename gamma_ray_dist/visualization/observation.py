@@ -123,22 +123,27 @@ def plot_psf_containment(psf, ax=None, fractions=(0.68, 0.95), offsets=(0.0, 1.0
     return ax
 
 
-def events_counts_image(events, width=None, binsz=0.02, center=None):
+def events_counts_image(events, width=None, binsz=None, center=None, max_pixels=200):
     """Counts image (`WcsNDMap`, icrs, CAR) of the events around the pointing.
 
-    ``width`` (deg) defaults to twice the largest event offset from the centre, so all events are in.
+    ``width`` (deg) defaults to twice the 99th percentile of the event offsets from the centre (a
+    few stray events far outside the field of view would otherwise stretch the image over tens of
+    degrees); ``binsz`` (deg) defaults to 0.02, coarser when the image would exceed ``max_pixels``
+    on a side, so that the events stay visible.
     """
     from ..maps import Map, WcsGeom, angular_separation
 
     center = events.pointing_radec if center is None else center
     arrays = events.arrays(("RA", "DEC"))
     ra, dec = arrays["RA"], arrays["DEC"]
-    binsz = float(u.Quantity(binsz, "deg").value)
     if width is None:
         c = center.icrs
         sep = np.degrees(angular_separation(c.ra.deg, c.dec.deg, ra, dec)) if ra.size else np.zeros(1)
-        width = 2 * float(np.max(sep)) + 4 * binsz
+        width = 2 * float(np.quantile(sep, 0.99)) + 0.1
     width = float(u.Quantity(width, "deg").value)
+    if binsz is None:
+        binsz = max(0.02, width / max_pixels)
+    binsz = float(u.Quantity(binsz, "deg").value)
     geom = WcsGeom.create(skydir=center, width=width, binsz=binsz, frame="icrs", proj="CAR")
     x, y = geom.wcs.wcs_world2pix(ra, dec, 0)
     ny, nx = geom.data_shape[-2:]
@@ -146,7 +151,7 @@ def events_counts_image(events, width=None, binsz=0.02, center=None):
     return Map.from_geom(geom, data=counts.astype("float32"))
 
 
-def plot_events_image(events, ax=None, fig=None, width=None, binsz=0.02, **kwargs):
+def plot_events_image(events, ax=None, fig=None, width=None, binsz=None, **kwargs):
     """Counts image of the events around the pointing (sqrt stretch, colour bar), on WCS axes."""
     image = events_counts_image(events, width=width, binsz=binsz)
     kwargs.setdefault("stretch", "sqrt")
@@ -202,6 +207,11 @@ def peek_observation(observation, figsize=(15, 10)):
         image = events_counts_image(observation.events)
         ax = fig.add_subplot(nrows, ncols, 1, projection=image.geom.wcs)
         plot_map(image, ax=ax, stretch="sqrt", vmin=0, add_cbar=True)
+        # tick labels below and left only: the top ones ran into the title
+        ax.coords[0].set_ticklabel_position("b")
+        ax.coords[0].set_axislabel_position("b")
+        ax.coords[1].set_ticklabel_position("l")
+        ax.coords[1].set_axislabel_position("l")
         ax.set_title(f"Events (obs {observation.obs_id})")
     else:
         panel(1, "events")
