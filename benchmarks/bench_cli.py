@@ -5,6 +5,7 @@ Usage::
     python benchmarks/bench_cli.py                                   # sizes 20 300 1000, 3 repeats
     python benchmarks/bench_cli.py --sizes 20 --repeats 1            # ~1 min smoke run
     python benchmarks/bench_cli.py --work-dir /tmp/grd-bench-cli --keep --backends auto
+    python benchmarks/bench_cli.py --sizes 1000 --ceiling            # + the 2-process ceiling
 
 For each size N in ``--sizes``, a Crab-like data store of N observations is simulated once with the
 demo's own logic (`gamma_ray_dist.pipeline.demo.prepare_demo`: ``WORK/store-N/data``, the config
@@ -17,7 +18,11 @@ next), each in a fresh process tree::
         --backend ray --num-cpus 2
     ...                                          --backend NAME --num-cpus 2   (each of --backends)
 
-i.e. the whole command: interpreter start, imports, Ray start and shutdown (ray), reduction,
+With ``--ceiling``, also ``python benchmarks/ceiling_cli.py run ... --serial``: the same command whose
+reduction folds the same blocks on 2 plain spawned processes (no Ray), merged in order here
+(bit-identical): the least any 2-worker scheme pays on this machine, i.e. the ceiling for Ray.
+
+That is the whole command: interpreter start, imports, Ray start and shutdown (ray), reduction,
 stacking, writing, fit, flux points. The command is the ``gamma-ray-dist`` console script next to
 this interpreter (``--cli`` overrides it); ``$RAY_ADDRESS`` is removed from its environment, so every
 Ray run starts its own private local Ray.
@@ -423,7 +428,7 @@ def _cli_command(arg: str | None) -> list[str]:
 
 
 def _backend_args(name: str, num_cpus: int) -> list[str]:
-    if name == "serial":
+    if name in ("serial", "ceiling"):
         return ["--serial"]
     return ["--backend", name, "--num-cpus", str(num_cpus)]
 
@@ -435,6 +440,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", nargs="*", default=[],
                         help="extra --backend names run like ray (e.g. auto), after serial and ray")
     parser.add_argument("--num-cpus", type=int, default=2, help="--num-cpus of the Ray runs")
+    parser.add_argument("--ceiling", action="store_true",
+                        help="also run the 2-worker ceiling: the same command with its reduction on 2 plain "
+                             "processes, no Ray (benchmarks/ceiling_cli.py)")
     parser.add_argument("--seed", type=int, default=0, help="simulation seed")
     parser.add_argument("--work-dir", type=Path, default=None,
                         help="stores (cached, store-N) and run outputs (default: a temporary directory, removed)")
@@ -452,7 +460,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import gamma_ray_dist
 
-    backends = ["serial", "ray"] + [b for b in args.backends if b not in ("serial", "ray")]
+    backends = ["serial", "ray"] + [b for b in args.backends if b not in ("serial", "ray", "ceiling")]
+    if args.ceiling:
+        backends.append("ceiling")
     tmp = args.work_dir is None
     work = Path(tempfile.mkdtemp(prefix="grd-bench-cli-")) if tmp else args.work_dir
     work.mkdir(parents=True, exist_ok=True)
@@ -486,7 +496,8 @@ def main(argv: list[str] | None = None) -> int:
                     out = work / "runs" / f"n{n}" / f"{b}-{rep}"
                     shutil.rmtree(out, ignore_errors=True)
                     out.mkdir(parents=True)
-                    cmd = cli + ["run", str(cfg), "--models", str(models), "--out", str(out), "--no-report",
+                    prog = [sys.executable, str(Path(__file__).with_name("ceiling_cli.py"))] if b == "ceiling" else cli
+                    cmd = prog + ["run", str(cfg), "--models", str(models), "--out", str(out), "--no-report",
                                  "--no-progress"] + _backend_args(b, args.num_cpus)
                     r = run_measured(cmd, env, args.sample_interval, args.linger_timeout, out.parent / f"{b}-{rep}.log")
                     r.update(read_reduction(out))
