@@ -351,12 +351,15 @@ def test_duplicate_obs_ids_in_the_config_are_stacked_once(clean_store, backend, 
     assert_same_stack(state, stack_all)
 
 
-def test_duplicate_obs_index_rows_are_stacked_once(clean_store, tmp_path, backend, stack_all):
+def test_duplicate_obs_index_rows_are_stacked_once(clean_store, tmp_path, backend, stack_all, caplog):
     store = copy_store(clean_store, tmp_path)
     edit_index(store / "obs-index.fits.gz", lambda t: t.insert_row(1, t[1]))
     assert list(Table.read(store / "obs-index.fits.gz")["OBS_ID"]) == [1, 2, 2, 3]
-    selected, state, report = reduce(store, backend)
+    with caplog.at_level(logging.WARNING):
+        selected, state, report = reduce(store, backend)
     assert selected == list(OBS_IDS) and report.n_failed == 0
+    assert (f"observation index file {store / 'obs-index.fits.gz'} lists OBS_ID [2] more than once; using the "
+            "first row of each") in caplog.text
     assert_same_stack(state, stack_all)
 
 
@@ -529,7 +532,8 @@ def test_missing_data_store_directory(clean_store, inputs):
     proc = cli("run", "cfg.yaml", "--models", "models.yaml", "--serial", "--no-progress", "--out", str(out),
                cwd=inputs, in_process=True)
     assert assert_one_line_error(proc, 2) == (
-        f"gamma-ray-dist: error: data store: data store directory not found: {inputs / 'nowhere'}")
+        f"gamma-ray-dist: error: config key 'observations.datastore': data store directory not found: "
+        f"{inputs / 'nowhere'}")
     assert not out.exists()
 
 

@@ -109,6 +109,10 @@ class DataStore:
             obs_table = _read_index(ObservationTable, obs_path, "observation")
             if "OBS_ID" not in obs_table.colnames:
                 raise DataStoreError(f"observation index file {obs_path} lacks column OBS_ID")
+            ids, counts = np.unique(np.asarray(obs_table["OBS_ID"]), return_counts=True)
+            if (counts > 1).any():
+                log.warning(f"observation index file {obs_path} lists OBS_ID {ids[counts > 1].tolist()} more "
+                            "than once; using the first row of each")
         elif obs_given:
             raise DataStoreError(f"observation index file not found: {obs_path}")
         else:

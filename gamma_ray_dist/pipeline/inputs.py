@@ -47,7 +47,10 @@ def open_datastore(config: AnalysisConfig):
     """`DataStore` of ``observations.datastore`` (raises `DataStoreError` when unusable)."""
     from ..data import DataStore
 
-    return DataStore.from_dir(datastore_dir(config))
+    path = datastore_dir(config)
+    if not path.is_dir():  # the config's mistake: name its key
+        raise ConfigError("observations.datastore", f"data store directory not found: {path}")
+    return DataStore.from_dir(path)
 
 
 def _read_obs_file(path: str) -> list[int]:
