@@ -102,6 +102,10 @@ class ConfigError(GammaRayDistError):
         return (type(self), (self.key, self.reason, self.filename))
 
 
+class FitError(GammaRayDistError):
+    """A fit cannot be set up (no free parameters, no data in the fit mask, ...)."""
+
+
 class ModelsFileError(ConfigError, ValueError):
     """A models YAML file is invalid; ``key`` is the path inside it (``components[0].spectral.type``).
 

@@ -6,6 +6,7 @@ instances), so two copies of a model never alias state and both pickle independe
 from __future__ import annotations
 
 import copy
+import difflib
 import logging
 from typing import Any, ClassVar
 
@@ -15,7 +16,7 @@ from astropy import units as u
 from ...errors import ModelsFileError
 from ..parameter import Parameter, Parameters
 
-__all__ = ["ModelBase", "MODEL_REGISTRY", "register_model", "component_from_dict", "READ_ERRORS"]
+__all__ = ["ModelBase", "MODEL_REGISTRY", "register_model", "component_from_dict", "keyed_error", "READ_ERRORS"]
 
 log = logging.getLogger(__name__)
 
@@ -164,8 +165,7 @@ READ_ERRORS = (ValueError, KeyError, TypeError, NameError, NotImplementedError)
 def keyed_error(prefix: str, exc: BaseException) -> ModelsFileError:
     """``exc`` as a `ModelsFileError` whose key path starts with ``prefix`` (``spectral``, ``components[0]``)."""
     if isinstance(exc, ModelsFileError):
-        key = prefix if exc.key == "" else f"{prefix}.{exc.key}" if not exc.key.startswith("[") else prefix + exc.key
-        return ModelsFileError(key, exc.reason, exc.filename)
+        return ModelsFileError(f"{prefix}.{exc.key}" if exc.key else prefix, exc.reason, exc.filename)
     if isinstance(exc, KeyError):
         return ModelsFileError(f"{prefix}.{exc.args[0]}", "missing required key")
     return ModelsFileError(prefix, " ".join(str(exc).split()))
@@ -203,8 +203,6 @@ def _parameters_from_dict(data: list[dict], cls: type) -> Parameters:
         if not isinstance(entry, dict) or "name" not in entry:
             raise ModelsFileError(f"parameters[{j}]", f"expected a mapping with a 'name', got {entry!r}")
         if entry["name"] not in names:
-            import difflib
-
             close = difflib.get_close_matches(str(entry["name"]), names, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise ModelsFileError(f"parameters[{j}].name", f"unknown parameter {entry['name']!r} for model type "
