@@ -48,9 +48,17 @@ class UsageError(Exception):
     """A command-line input cannot be used (exit code 2, one line naming it)."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage mistakes on one line (``gamma-ray-dist: error: ...``, exit 2), like every other input."""
+
+    def error(self, message: str):
+        command = self.prog.split(" ", 1)[1] + ": " if " " in self.prog else ""
+        self.exit(EXIT_CONFIG, f"gamma-ray-dist: error: {command}{message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``gamma-ray-dist``."""
-    parser = argparse.ArgumentParser(prog="gamma-ray-dist",
+    parser = _Parser(prog="gamma-ray-dist",
                                      description="Distributed gammapy-compatible 3D stacked analysis on Ray.",
                                      epilog=PRECEDENCE)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")

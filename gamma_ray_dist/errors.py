@@ -13,7 +13,9 @@ __all__ = [
     "WrongColumnUnit",
     "IRFError",
     "ConfigError",
+    "ModelsFileError",
     "FitError",
+    "yaml_error_reason",
 ]
 
 
@@ -68,16 +70,60 @@ class IRFError(ObservationError):
 
 
 class ConfigError(GammaRayDistError):
-    """An analysis configuration is invalid; the message names the offending key."""
+    """An analysis configuration is invalid; the message names the offending key (and the file).
 
-    def __init__(self, key: str, reason: str):
+    Parameters
+    ----------
+    key : str
+        Dotted path of the key (``datasets.geom.wcs.binsize``); ``<yaml>`` for a syntax error,
+        ``<file>`` for a file that cannot be read, ``<root>`` for the document itself.
+    reason : str
+        What is wrong, one line.
+    filename : str, optional
+        The file the key was read from.
+    """
+
+    def __init__(self, key: str, reason: str, filename: str | None = None):
         self.key = key
         self.reason = reason
-        super().__init__(f"config key '{key}': {reason}")
+        self.filename = None if filename is None else str(filename)
+        if self.filename is None:
+            super().__init__(f"config key '{key}': {reason}")
+        else:
+            super().__init__(f"key '{key}' in {self.filename}: {reason}")
+
+    def in_file(self, filename) -> "ConfigError":
+        """The same error naming ``filename`` (unchanged if it names a file already)."""
+        if self.filename is not None:
+            return self
+        return type(self)(self.key, self.reason, str(filename))
 
     def __reduce__(self):
-        return (type(self), (self.key, self.reason))
+        return (type(self), (self.key, self.reason, self.filename))
 
 
 class FitError(GammaRayDistError):
     """A fit cannot be set up (no free parameters, no data in the fit mask, ...)."""
+
+
+class ModelsFileError(ConfigError, ValueError):
+    """A models YAML file is invalid; ``key`` is the path inside it (``components[0].spectral.type``).
+
+    Also a `ValueError`, which is what gammapy's model readers raise for the same mistakes.
+    """
+
+
+def yaml_error_reason(exc: Exception) -> str:
+    """One line from a PyYAML error: ``invalid YAML at line L, column C: <problem> (<context>)``."""
+    mark = getattr(exc, "problem_mark", None)
+    context_mark = getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    what = str(problem)
+    if context:
+        started = ""
+        if context_mark is not None and (mark is None or context_mark.line != mark.line):
+            started = f" started at line {context_mark.line + 1}, column {context_mark.column + 1}"
+        what += f" ({context}{started})"
+    return f"invalid YAML{where}: {' '.join(what.split())}"

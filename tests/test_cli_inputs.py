@@ -205,6 +205,19 @@ def test_help_shows_defaults(command):
             assert default in text
 
 
+@pytest.mark.parametrize("args, needle", [
+    (["run", "cfg.yaml", "--backend", "foo"], "run: argument --backend: invalid choice: 'foo'"),
+    (["demo", "--n-obs", "two"], "demo: argument --n-obs: invalid int value: 'two'"),
+    (["run"], "run: the following arguments are required: config"),
+    (["run", "cfg.yaml", "--bogus"], "unrecognized arguments: --bogus"),
+], ids=["choice", "int", "required", "unknown"])
+def test_usage_mistakes_are_one_line(args, needle, tmp_path):
+    """argparse's own errors follow the same rule: one line, exit 2, nothing done (no usage block)."""
+    proc = cli(*args, "--out", str(tmp_path / "o")) if args[0] == "demo" else cli(*args)
+    assert_one_line_error(proc, 2, needle, "--help")
+    assert not (tmp_path / "o").exists()
+
+
 def test_demo_n_obs_must_be_positive(tmp_path):
     assert_one_line_error(cli("demo", "--n-obs", "0", "--out", str(tmp_path / "d")), 2, "--n-obs")
     assert not (tmp_path / "d").exists()

@@ -11,7 +11,7 @@ import numpy as np
 import yaml
 from astropy.time import Time
 
-from ..errors import ConfigError
+from ..errors import ConfigError, yaml_error_reason
 
 from .schema import (
     FRAMES,
@@ -707,22 +707,28 @@ class AnalysisConfig(_Section):
 
     @classmethod
     def from_yaml(cls, text: str) -> "AnalysisConfig":
-        """Parse and validate YAML text."""
+        """Parse and validate YAML text (a syntax error gives its line and column, on one line)."""
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ConfigError("<yaml>", f"invalid YAML: {exc}") from None
+            raise ConfigError("<yaml>", yaml_error_reason(exc)) from None
         return cls.from_dict(data)
 
     @classmethod
     def read(cls, path: str | Path) -> "AnalysisConfig":
-        """Read and validate a YAML file."""
+        """Read and validate a YAML file; errors name the key and the file."""
         path = Path(path)
         try:
             text = path.read_text()
-        except OSError as exc:
-            raise ConfigError("<file>", f"cannot read {path}: {exc}") from None
-        return cls.from_yaml(text)
+        except FileNotFoundError:
+            raise ConfigError("<file>", "file not found", str(path)) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise ConfigError("<file>", f"cannot read: {reason}", str(path)) from None
+        try:
+            return cls.from_yaml(text)
+        except ConfigError as exc:
+            raise exc.in_file(path) from None
 
     def to_dict(self, gammapy_compatible: bool = False) -> dict:
         """Plain nested dict (quantities as ``"value unit"`` strings) that :meth:`from_dict` reads back.

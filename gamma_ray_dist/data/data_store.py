@@ -73,6 +73,7 @@ class DataStore:
         self.obs_table = None if obs_table is None else astropy_table.unique(obs_table, keys="OBS_ID")
         self._cache = cache
         self._hdu_table_filename: str | None = None  # named in errors; set by from_dir
+        self.obs_table_filename: str | None = None  # the observation index file (from_dir), for messages
 
     @classmethod
     def from_dir(cls, base_dir, hdu_table_filename=None, obs_table_filename=None) -> "DataStore":
@@ -108,6 +109,10 @@ class DataStore:
             obs_table = _read_index(ObservationTable, obs_path, "observation")
             if "OBS_ID" not in obs_table.colnames:
                 raise DataStoreError(f"observation index file {obs_path} lacks column OBS_ID")
+            ids, counts = np.unique(np.asarray(obs_table["OBS_ID"]), return_counts=True)
+            if (counts > 1).any():
+                log.warning(f"observation index file {obs_path} lists OBS_ID {ids[counts > 1].tolist()} more "
+                            "than once; using the first row of each")
         elif obs_given:
             raise DataStoreError(f"observation index file not found: {obs_path}")
         else:
@@ -115,6 +120,8 @@ class DataStore:
             obs_table = None
         store = cls(hdu_table=hdu_table, obs_table=obs_table)
         store._hdu_table_filename = str(hdu_path)
+        if obs_table is not None:
+            store.obs_table_filename = str(obs_path)
         return store
 
     def __str__(self) -> str:

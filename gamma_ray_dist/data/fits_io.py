@@ -147,7 +147,8 @@ class FitsFileCache:
         try:
             return fits.open(io.BytesIO(raw), memmap=False, lazy_load_hdus=True)
         except Exception as exc:  # astropy raises OSError, ValueError, TypeError on garbage
-            raise ObservationError(f"not a readable FITS file: {exc}", obs_id, str(filename)) from exc
+            reason = " ".join(str(exc).split()).split(" If this is really a FITS file")[0]  # not astropy's advice
+            raise ObservationError(f"not a readable FITS file: {reason}", obs_id, str(filename)) from exc
 
     def __getstate__(self):
         # A cache is process-local: ship an empty one to Ray workers.

@@ -186,7 +186,12 @@ class Observation:
             return EventList._lazy(filename, loc.hdu_name, self.obs_id, cache)
         hdu = read_table_hdu(filename, loc.hdu_name, self.obs_id, name, cache)
         if name == "gti":
-            return GTI.from_table_hdu(hdu, self.obs_id, filename)
+            gti = GTI.from_table_hdu(hdu, self.obs_id, filename)
+            start, stop = gti.met_values()
+            if not np.sum(stop - start) > 0:  # events with no good time: counts without exposure
+                raise ObservationError(f"GTI HDU {loc.hdu_name!r} has no good time ({len(start)} interval(s), "
+                                       f"0 s in total)", self.obs_id, filename)
+            return gti
         irf = _read_irf(hdu, filename, self.obs_id, name)
         if name == "bkg":
             irf = self._fix_legacy_hess_bkg(irf)

@@ -171,8 +171,9 @@ def reshape_data(ctx: HDUContext, raw: np.ndarray, axes: list[IRFAxis], column: 
         # old HESS/CTA background files store (lon, lat, E) instead of (E, lat, lon)
         data = data.T
     if data.shape != shape:
-        raise ctx.error(IRFError, f"column '{column}' has shape {np.shape(raw)}, "
-                                  f"incompatible with axes {[a.name for a in axes]} {shape}")
+        # both in axis order (the FITS TDIM order), so the sizes compare one by one
+        raise ctx.error(IRFError, f"column '{column}' has shape {data.shape} along "
+                                  f"{[a.name for a in axes]}, the axes need {shape}")
     return np.ascontiguousarray(data)
 
 

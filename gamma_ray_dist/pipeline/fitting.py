@@ -50,8 +50,12 @@ def load_models(config: AnalysisConfig, dataset_name: str, models_path: str | os
     path = Path(os.path.expandvars(str(path))).expanduser()
     try:
         models = Models.read(path)
+    except ConfigError:
+        raise  # names the key inside the models file, and the file
+    except FileNotFoundError:
+        raise ConfigError("general.models_file", f"models file not found: {path}") from None
     except OSError as exc:
-        raise ConfigError("general.models_file", f"cannot read {path}: {exc}") from None
+        raise ConfigError("general.models_file", f"cannot read {path}: {exc.strerror or exc}") from None
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError("general.models_file", f"invalid models file {path}: {exc}") from None
     has_bkg = any(isinstance(m, FoVBackgroundModel) and dataset_name in (m.datasets_names or [dataset_name])

@@ -14,7 +14,7 @@ import numpy as np
 from astropy import units as u
 
 from ..config import AnalysisConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, DataStoreError, ObservationError
 
 __all__ = [
     "DATASET_NAME",
@@ -47,7 +47,10 @@ def open_datastore(config: AnalysisConfig):
     """`DataStore` of ``observations.datastore`` (raises `DataStoreError` when unusable)."""
     from ..data import DataStore
 
-    return DataStore.from_dir(datastore_dir(config))
+    path = datastore_dir(config)
+    if not path.is_dir():  # the config's mistake: name its key
+        raise ConfigError("observations.datastore", f"data store directory not found: {path}")
+    return DataStore.from_dir(path)
 
 
 def _read_obs_file(path: str) -> list[int]:
@@ -95,11 +98,16 @@ def select_obs_ids(config: AnalysisConfig, datastore) -> list[int]:
         unknown = []
     selections = []
     if obs.obs_cone.is_set:
-        selections.append(obs.obs_cone.to_selection())
+        selections.append(("observations.obs_cone", obs.obs_cone.to_selection()))
     for start, stop in obs.obs_time.intervals():
-        selections.append(dict(type="time_box", time_range=[start, stop]))
-    if selections:
-        table = table.select_observations(selections)
+        selections.append(("observations.obs_time", dict(type="time_box", time_range=[start, stop])))
+    for key, selection in selections:
+        try:
+            table = table.select_observations(selection)
+        except (KeyError, ObservationError) as exc:  # a column or header keyword the selection needs
+            reason = f"lacks column {exc.args[0]!r}" if isinstance(exc, KeyError) else exc.reason
+            where = getattr(datastore, "obs_table_filename", None) or "of the data store"
+            raise DataStoreError(f"observation index file {where}: {reason}, needed by {key}") from None
     return sorted(set(int(i) for i in table["OBS_ID"]) | set(unknown))
 
 

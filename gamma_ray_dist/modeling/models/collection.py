@@ -16,7 +16,9 @@ import numpy as np
 import yaml
 from astropy.table import Table
 
+from ...errors import ModelsFileError, yaml_error_reason
 from ..parameter import Parameters
+from .core import READ_ERRORS, keyed_error
 from .sky import FoVBackgroundModel, SkyModel, subcovariance
 
 __all__ = ["Models", "DatasetModels"]
@@ -219,16 +221,33 @@ class Models(MutableSequence):
 
     @classmethod
     def from_dict(cls, data: dict, path: str | Path = "") -> "Models":
+        """Models from the gammapy YAML layout; a `ModelsFileError` (a `ValueError`) names the bad key,
+        e.g. ``components[0].spectral.parameters[1]``."""
+        if not isinstance(data, dict):
+            raise ModelsFileError("<root>", f"expected a mapping with a 'components' list, got {data!r}"[:200])
+        components = data.get("components", [])
+        if not isinstance(components, list):
+            raise ModelsFileError("components", f"expected a list of models, got {components!r}"[:200])
         models = []
-        for comp in data.get("components", []):
+        for i, comp in enumerate(components):
+            key = f"components[{i}]"
+            if not isinstance(comp, dict):
+                raise ModelsFileError(key, f"expected a mapping with 'name' and 'type', got {comp!r}"[:200])
             ctype = comp.get("type")
             if ctype not in _COMPONENT_TYPES:
-                raise ValueError(
+                raise ModelsFileError(
+                    f"{key}.type",
                     f"Unsupported model component type {ctype!r} (name {comp.get('name')!r}); "
                     f"supported: {sorted(set(c.__name__ for c in _COMPONENT_TYPES.values()))}"
                 )
-            models.append(_COMPONENT_TYPES[ctype].from_dict(comp))
-        out = cls(models)
+            try:
+                models.append(_COMPONENT_TYPES[ctype].from_dict(comp))
+            except READ_ERRORS as exc:
+                raise keyed_error(key, exc) from None
+        try:
+            out = cls(models)
+        except ValueError as exc:
+            raise ModelsFileError("components", str(exc)) from None
         _link_parameters(out)
         if "covariance" in data:
             path = Path(path)
@@ -243,14 +262,23 @@ class Models(MutableSequence):
 
     @classmethod
     def from_yaml(cls, yaml_str: str, path: str | Path = "") -> "Models":
-        data = yaml.safe_load(yaml_str)
-        data.pop("metadata", None)
+        try:
+            data = yaml.safe_load(yaml_str)
+        except yaml.YAMLError as exc:
+            raise ModelsFileError("<yaml>", yaml_error_reason(exc)) from None
+        if isinstance(data, dict):
+            data.pop("metadata", None)
         return cls.from_dict(data, path=path)
 
     @classmethod
     def read(cls, filename: str | Path) -> "Models":
+        """Read a models YAML file; a `ModelsFileError` names the key and the file (OSError if unreadable)."""
         filename = Path(filename).expanduser()
-        return cls.from_yaml(filename.read_text(), path=filename.parent)
+        text = filename.read_text()
+        try:
+            return cls.from_yaml(text, path=filename.parent)
+        except ModelsFileError as exc:
+            raise exc.in_file(filename) from None
 
     def __str__(self) -> str:
         s = f"{type(self).__name__}\n\n"

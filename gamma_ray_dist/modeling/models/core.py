@@ -6,15 +6,17 @@ instances), so two copies of a model never alias state and both pickle independe
 from __future__ import annotations
 
 import copy
+import difflib
 import logging
 from typing import Any, ClassVar
 
 import numpy as np
 from astropy import units as u
 
+from ...errors import ModelsFileError
 from ..parameter import Parameter, Parameters
 
-__all__ = ["ModelBase", "MODEL_REGISTRY", "register_model"]
+__all__ = ["ModelBase", "MODEL_REGISTRY", "register_model", "component_from_dict", "keyed_error", "READ_ERRORS"]
 
 log = logging.getLogger(__name__)
 
@@ -156,20 +158,74 @@ class ModelBase:
         return f"{type(self).__name__}({pars})"
 
 
+#: What a model reader raises for bad content; turned into a `ModelsFileError` naming the key.
+READ_ERRORS = (ValueError, KeyError, TypeError, NameError, NotImplementedError)
+
+
+def keyed_error(prefix: str, exc: BaseException) -> ModelsFileError:
+    """``exc`` as a `ModelsFileError` whose key path starts with ``prefix`` (``spectral``, ``components[0]``)."""
+    if isinstance(exc, ModelsFileError):
+        return ModelsFileError(f"{prefix}.{exc.key}" if exc.key else prefix, exc.reason, exc.filename)
+    if isinstance(exc, KeyError):
+        return ModelsFileError(f"{prefix}.{exc.args[0]}", "missing required key")
+    return ModelsFileError(prefix, " ".join(str(exc).split()))
+
+
+def component_from_dict(kind: str, data: dict) -> "ModelBase":
+    """The ``kind`` ("spectral" / "spatial") model of a sky-model dict; errors name ``kind.<key>``."""
+    part = data[kind]
+    try:
+        if not isinstance(part, dict):
+            raise ModelsFileError("", f"expected a mapping with 'type' and 'parameters', got {part!r}")
+        if "type" not in part:
+            raise ModelsFileError("type", "missing required key")
+        try:
+            cls = get_model_class(kind, part["type"])
+        except ValueError as exc:
+            raise ModelsFileError("type", str(exc)) from None
+        return cls.from_dict({kind: part})
+    except READ_ERRORS as exc:
+        raise keyed_error(kind, exc) from None
+
+
 def _parameters_from_dict(data: list[dict], cls: type) -> Parameters:
-    """Class defaults updated by the YAML entries (missing ones keep their default, with a warning)."""
-    by_name = {d["name"]: d for d in data}
+    """Class defaults updated by the YAML entries (missing ones keep their default, with a warning).
+
+    An entry without a value keeps the default value, as in gammapy (e.g. ``{name: index, frozen:
+    true}``). Errors are `ModelsFileError` keyed ``parameters[j]`` (the entry's position).
+    """
+    if not isinstance(data, list):
+        raise ModelsFileError("parameters", f"expected a list of parameters, got {data!r}")
+    defaults = cls.default_parameters()
+    names = [p.name for p in defaults]
+    by_name = {}
+    for j, entry in enumerate(data):
+        if not isinstance(entry, dict) or "name" not in entry:
+            raise ModelsFileError(f"parameters[{j}]", f"expected a mapping with a 'name', got {entry!r}")
+        if entry["name"] not in names:
+            close = difflib.get_close_matches(str(entry["name"]), names, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ModelsFileError(f"parameters[{j}].name", f"unknown parameter {entry['name']!r} for model type "
+                                                            f"{cls.__name__}; {hint}(expected one of {names})")
+        by_name[entry["name"]] = (j, entry)
     pars = []
-    for default in cls.default_parameters():
+    for default in defaults:
         item = default.to_dict()
         if default.name in by_name:
-            item.update(by_name[default.name])
-            if "unit" not in by_name[default.name]:
+            j, entry = by_name[default.name]
+            item.update({k: v for k, v in entry.items() if not (k == "value" and v is None)})
+            if "unit" not in entry:
                 item["unit"] = default.unit.to_string("fits")
+            if entry.get("value") is None:
+                log.warning(f"Parameter {default.name!r} of {cls.__name__} has no value in YAML; "
+                            f"using default {default.quantity}")
         else:
+            j = None
             log.warning(f"Parameter {default.name!r} not defined in YAML; using default {default.quantity}")
-        pars.append(item)
-    unknown = set(by_name) - {p.name for p in cls.default_parameters()}
-    if unknown:
-        raise ValueError(f"Unknown parameter(s) {sorted(unknown)} for model type {cls.__name__}")
-    return Parameters.from_dict(pars)
+        try:
+            pars.extend(Parameters.from_dict([item]))
+        except (ValueError, TypeError) as exc:
+            key = f"parameters[{j}]" if j is not None else "parameters"
+            reason = " ".join(str(exc).split()).split(" If this is meant")[0]  # not astropy's advice
+            raise ModelsFileError(key, f"parameter {default.name!r}: {reason}") from None
+    return Parameters(pars)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..parameter import Parameters, format_parameters
-from .core import get_model_class
+from .core import component_from_dict
 from .spatial import SpatialModel
 from .spectral import PowerLawNormSpectralModel, SpectralModel
 
@@ -159,10 +159,10 @@ class SkyModel(_CompositeModel):
     def from_dict(cls, data: dict) -> "SkyModel":
         if "temporal" in data:
             raise NotImplementedError(f"Model {data.get('name')!r}: temporal models are not supported")
-        spectral = get_model_class("spectral", data["spectral"]["type"]).from_dict({"spectral": data["spectral"]})
+        spectral = component_from_dict("spectral", data)
         spatial = None
         if data.get("spatial") is not None:
-            spatial = get_model_class("spatial", data["spatial"]["type"]).from_dict({"spatial": data["spatial"]})
+            spatial = component_from_dict("spatial", data)
         return cls(spectral, spatial, name=data["name"], datasets_names=data.get("datasets_names"))
 
     def __str__(self) -> str:
@@ -228,7 +228,7 @@ class FoVBackgroundModel(_CompositeModel):
             raise NotImplementedError("FoVBackgroundModel with a spatial norm model is not supported")
         spectral = None
         if data.get("spectral") is not None:
-            spectral = get_model_class("spectral", data["spectral"]["type"]).from_dict({"spectral": data["spectral"]})
+            spectral = component_from_dict("spectral", data)
         return cls(dataset_name=names[0], spectral_model=spectral, name=data.get("name"))
 
     def __str__(self) -> str:
