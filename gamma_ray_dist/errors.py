@@ -14,6 +14,7 @@ __all__ = [
     "IRFError",
     "ConfigError",
     "FitError",
+    "DatasetFileError",
 ]
 
 
@@ -81,3 +82,23 @@ class ConfigError(GammaRayDistError):
 
 class FitError(GammaRayDistError):
     """A fit cannot be set up (no free parameters, no data in the fit mask, ...)."""
+
+
+class DatasetFileError(GammaRayDistError):
+    """A datasets index (YAML) or a dataset file it names cannot be read or written.
+
+    Parameters
+    ----------
+    reason : str
+        What went wrong.
+    filename : str
+        The file involved (the dataset file, or the index when the index itself is the problem).
+    """
+
+    def __init__(self, reason: str, filename: str):
+        self.reason = reason
+        self.filename = str(filename)
+        super().__init__(f"{self.filename}: {reason}")
+
+    def __reduce__(self):
+        return (type(self), (self.reason, self.filename))
