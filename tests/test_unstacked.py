@@ -208,3 +208,69 @@ def test_per_observation_dataset_is_the_cutout_of_its_observation(serial_run):
         assert dataset.counts.geom.data_shape == stacked_geom_shape  # a 2 deg map inside a 5 deg cutout
         assert dataset.meta_table is None or "OBS_ID" in dataset.meta_table.colnames
         assert dataset.gti is not None and len(dataset.gti.table) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Grouping by time intervals (light curves), and the grouped reduction on real accumulators
+# ---------------------------------------------------------------------------------------------
+def _obs_table(demo):
+    from gamma_ray_dist.pipeline.inputs import open_datastore
+
+    return open_datastore(demo[1]).obs_table
+
+
+def test_time_intervals_group_observations_as_gammapys_select_time(demo):
+    from astropy import units as u
+
+    from gamma_ray_dist.data import group_by_time_intervals
+
+    table = _obs_table(demo)
+    t0, t1 = table.time_start, table.time_stop
+    # interval 0 holds obs 1 and 2, interval 1 holds obs 3 (edges exactly on the observation times)
+    intervals = [(t0[0], t1[1]), (t0[2], t1[2] + 1 * u.min)]
+    grouping = group_by_time_intervals(table, intervals)
+    assert grouping.groups == {1: 0, 2: 0, 3: 1} and grouping.members == [[1, 2], [3]]
+    assert grouping.empty == grouping.outside == grouping.straddling == []
+
+    # an interval with no observation: an error naming it, or an explicit empty entry
+    late = (t1[2] + 1 * u.h, t1[2] + 2 * u.h)
+    with pytest.raises(ValueError, match="time interval 2 .* contains no observation"):
+        group_by_time_intervals(table, intervals + [late])
+    assert group_by_time_intervals(table, intervals + [late], allow_empty=True).empty == [2]
+
+    # obs 2 crosses the edge between two intervals: an error naming it, unless the caller chose a rule
+    split = t0[1] + 5 * u.min
+    cut = [(t0[0], split), (split, t1[2])]
+    with pytest.raises(ValueError, match="observation 2 .* straddles time interval 0"):
+        group_by_time_intervals(table, cut)
+    dropped = group_by_time_intervals(table, cut, straddle="drop")
+    assert dropped.groups == {1: 0, 3: 1} and dropped.straddling == [2]
+    assert group_by_time_intervals(table, cut, straddle="start").groups == {1: 0, 2: 0, 3: 1}
+    # observations in no interval are not grouped; overlapping intervals are refused
+    assert group_by_time_intervals(table, intervals[:1]).outside == [3]
+    with pytest.raises(ValueError, match="overlap"):
+        group_by_time_intervals(table, [(t0[0], t1[1]), (t0[1], t1[2])])
+
+
+def test_a_time_interval_group_is_the_stacked_reduction_of_its_observations(demo):
+    from gamma_ray_dist.data import group_by_time_intervals
+    from gamma_ray_dist.pipeline import group_dataset, reduce_groups
+    from gamma_ray_dist.pipeline.run import reduce_stacked
+
+    table = _obs_table(demo)
+    grouping = group_by_time_intervals(table, [(table.time_start[0], table.time_stop[1]),
+                                               (table.time_start[2], table.time_stop[2])])
+    config = demo[1]
+    backend = SerialBackend(**QUIET, block_size=1)  # two blocks in the first group: a merge
+    result = reduce_groups(config, [1, 2, 3], backend, grouping.groups)
+    assert list(result.state) == [0, 1]
+    alone, _ = reduce_stacked(config, [1, 2], backend)
+    from gamma_ray_dist.pipeline.tasks import SummaryAccumulator
+
+    grouped = SummaryAccumulator.from_state(result.state[0]).state()
+    for key, value in alone["buffers"].items():
+        assert (value is None and grouped["buffers"][key] is None) or np.array_equal(value, grouped["buffers"][key]), key
+    dataset = group_dataset(result.state[1], "interval-1")
+    assert dataset.name == "interval-1" and dataset.counts.data.sum() > 0
+    with pytest.raises(ValueError, match="'interval-9'.* no dataset"):
+        group_dataset(None, "interval-9")

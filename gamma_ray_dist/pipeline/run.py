@@ -271,7 +271,7 @@ def _run(config: AnalysisConfig, options: PipelineOptions, backend) -> PipelineR
                          flux_points=result.flux_points, timings=dict(timings), reduction=result.reduction,
                          source=config.flux_points.source or None,
                          exclusion_region=list(config.datasets.background.exclusion_regions) or None,
-                         sky_maps=result.sky_maps)
+                         sky_maps=result.sky_maps, fitted_models=None if stacked else fitted.models)
 
     timings["total"] = time.perf_counter() - t_start
     if options.report:  # the same total as the command line and reduction.json

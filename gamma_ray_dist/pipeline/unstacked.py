@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any, Hashable
+from typing import Any, Hashable, Mapping
 
 from . import outputs
 from .tasks import SummaryAccumulator, make_shared, reduce_task
 
-__all__ = ["DATASETS_DIR", "DATASETS_INDEX", "dataset_name", "DatasetFilesWriter", "reduce_per_observation",
-           "stacked_view"]
+__all__ = ["DATASETS_DIR", "DATASETS_INDEX", "dataset_name", "DatasetFilesWriter", "reduce_groups",
+           "reduce_per_observation", "group_dataset", "stacked_view"]
 
 #: Folder of the per-observation dataset files under the output directory, and the index in it.
 DATASETS_DIR = "datasets"
@@ -71,12 +71,15 @@ class DatasetFilesWriter:
         return path
 
 
-def reduce_per_observation(config: Any, obs_ids: list[int], backend: Any, spec: Any = None,
-                           task_fn: Any = reduce_task, on_group: Any = None, **overrides: Any):
-    """Reduce each observation into its own state on ``backend`` (one group per observation).
+def reduce_groups(config: Any, obs_ids: list[int], backend: Any, groups: Mapping[int, Hashable], spec: Any = None,
+                  task_fn: Any = reduce_task, on_group: Any = None, **overrides: Any):
+    """Reduce ``obs_ids`` on ``backend`` into one stacked state per group, in one pass.
 
-    Returns the backend's ``RunResult``: ``state`` is ``{obs_id: state}`` (None for an observation that
-    could not be reduced), or ``{obs_id: on_group(obs_id, state)}`` with a callback.
+    ``groups`` maps each obs id to its group's key: `gamma_ray_dist.data.group_by_observation`,
+    ``group_by_time_intervals(...).groups`` (a light curve's bins, nights) or any mapping. Returns the
+    backend's ``RunResult``: ``state`` is ``{key: state}`` in the order of the groups' first
+    observation (None for a group none of whose observations could be reduced), or
+    ``{key: on_group(key, state)}`` with a callback. ``group_dataset`` finalises a state.
     """
     from ..datasets.partial import StackGeometry
     from .inputs import datastore_dir, make_reduction_spec
@@ -85,8 +88,24 @@ def reduce_per_observation(config: Any, obs_ids: list[int], backend: Any, spec: 
     geometry = StackGeometry.from_dataset(spec.stacked_dataset())
     shared = make_shared(str(datastore_dir(config)), spec)
     make_acc = functools.partial(SummaryAccumulator, geometry, spec.name)
-    groups = {int(o): int(o) for o in obs_ids}
     return backend.reduce(obs_ids, task_fn, shared, make_acc, groups=groups, on_group=on_group, **overrides)
+
+
+def reduce_per_observation(config: Any, obs_ids: list[int], backend: Any, spec: Any = None,
+                           task_fn: Any = reduce_task, on_group: Any = None, **overrides: Any):
+    """`reduce_groups` with one group per observation (``{obs_id: state}``)."""
+    from ..data.grouping import group_by_observation
+
+    return reduce_groups(config, obs_ids, backend, group_by_observation(obs_ids), spec, task_fn, on_group,
+                         **overrides)
+
+
+def group_dataset(state: dict | None, name: str, crop: bool = True):
+    """The `MapDataset` of a group's state (``crop``: on the part of the geometry its observations
+    cover); raises ValueError for a group that reduced nothing (None), never a dataset of zeros."""
+    if state is None:
+        raise ValueError(f"group {name!r}: none of its observations could be reduced, it has no dataset")
+    return SummaryAccumulator.from_state(state).to_dataset(name, crop=crop)
 
 
 def stacked_view(datasets: Any, spec: Any):
