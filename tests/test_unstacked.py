@@ -274,3 +274,17 @@ def test_a_time_interval_group_is_the_stacked_reduction_of_its_observations(demo
     assert dataset.name == "interval-1" and dataset.counts.data.sum() > 0
     with pytest.raises(ValueError, match="'interval-9'.* no dataset"):
         group_dataset(None, "interval-9")
+
+
+def test_command_line_runs_an_unstacked_analysis(demo, tmp_path, capsys):
+    from gamma_ray_dist.cli import main
+
+    root, unstacked, _, models = demo
+    path = tmp_path / "unstacked.yaml"
+    unstacked.write(path)
+    assert main(["run", str(path), "--models", str(models), "--out", str(tmp_path / "out"), "--serial",
+                 "--no-progress", "--no-report"]) == 0
+    out = capsys.readouterr().out
+    assert f"reduced {N_OBS}/{N_OBS} observations; counts " in out and f"in {N_OBS} datasets" in out
+    assert "obs-2-bkg" in out
+    assert (tmp_path / "out" / "datasets" / "datasets.yaml").exists()
