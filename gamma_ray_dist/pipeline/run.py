@@ -149,6 +149,7 @@ def reduction_report(obs_ids: list[int], state: dict | None, report, timings: di
         "merge_fan_in": report.merge_fan_in,
         "n_reducers": report.n_reducers,
         "n_tasks": report.n_tasks,
+        "n_groups": report.n_groups,  # datasets of a grouped reduction (stack: false); 0: one stack
     }
 
 
