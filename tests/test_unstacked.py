@@ -356,3 +356,31 @@ def test_per_observation_datasets_match_gammapys_unstacked_reduction(hess_dr1, t
         gp_masked = gp.to_masked()
         np.testing.assert_allclose(mine.psf.psf_map.data, gp_masked.psf.psf_map.data, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(mine.edisp.edisp_map.data, gp_masked.edisp.edisp_map.data, rtol=1e-4, atol=1e-7)
+
+    # the joint fit of the written files: ours vs gammapy's on the same files and start models
+    from gammapy.datasets import Datasets as GPDatasets
+    from gammapy.modeling import Fit as GPFit
+    from gammapy.modeling.models import FoVBackgroundModel as GPFoV, Models as GPModels
+
+    from gamma_ray_dist.pipeline.fitting import add_fov_background_models, apply_fit_range, fit_dataset, load_models
+
+    from .test_cli import MODELS
+
+    models = add_fov_background_models(load_models(config, None, MODELS), ours.names)
+    for d in ours:
+        apply_fit_range(d, config)
+    ours.models = models
+    mine = fit_dataset(ours)
+    gp_sets = GPDatasets.read(index)
+    for d in gp_sets:
+        d.mask_fit = d.counts.geom.energy_mask(1 * u.TeV, 10 * u.TeV * (1 + 1e-9))
+    gp_models = GPModels.read(MODELS)
+    gp_models.extend([GPFoV(dataset_name=name) for name in gp_sets.names])
+    gp_sets.models = gp_models
+    gp_fit = GPFit().run(gp_sets)
+    assert mine.success and gp_fit.success
+    assert mine.total_stat == pytest.approx(gp_fit.total_stat, rel=1e-7)
+    for par in gp_sets.models.parameters.free_parameters:
+        name = next(n for p, n in zip(gp_sets.models.parameters, gp_sets.models.parameters_unique_names) if p is par)
+        assert ours.models.parameters[ours.models.parameters_unique_names.index(name)].value == pytest.approx(
+            par.value, rel=1e-3, abs=1e-6), name
