@@ -384,3 +384,19 @@ def test_per_observation_datasets_match_gammapys_unstacked_reduction(hess_dr1, t
         name = next(n for p, n in zip(gp_sets.models.parameters, gp_sets.models.parameters_unique_names) if p is par)
         assert ours.models.parameters[ours.models.parameters_unique_names.index(name)].value == pytest.approx(
             par.value, rel=1e-3, abs=1e-6), name
+
+
+def test_a_failed_observation_has_no_dataset_and_the_others_are_written(demo, tmp_path):
+    from gamma_ray_dist.pipeline.tasks import reduce_task
+    from gamma_ray_dist.pipeline.unstacked import DatasetFilesWriter, reduce_per_observation
+
+    from .faults import FaultyTask
+
+    writer = DatasetFilesWriter(tmp_path / "datasets")
+    result = reduce_per_observation(demo[1], [1, 2, 3], SerialBackend(**QUIET), task_fn=FaultyTask(
+        reduce_task, fail=frozenset({2})), on_group=writer)
+    assert result.state[2] is None and result.report.failures[0].obs_id == 2
+    index = writer.write_index(result.state)
+    assert Datasets.read(index).names == ["obs-1", "obs-3"]
+    assert sorted(writer.summaries) == [1, 3]
+    assert not (tmp_path / "datasets" / "obs-2.fits.gz").exists()
