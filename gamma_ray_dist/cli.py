@@ -328,9 +328,12 @@ def _run(args: argparse.Namespace) -> int:
 
 def _print_summary(result, truth: dict | None = None) -> None:
     red = result.reduction
+    if result.datasets is not None:  # stack: false
+        counts = f"counts {sum(int(d.counts.data.sum()) for d in result.datasets)} in {len(result.datasets)} datasets"
+    else:
+        counts = f"stacked counts {int(result.dataset.counts.data.sum())}"
     print(f"reduced {red['n_ok']}/{red['n_selected']} observations"
-          + (f" ({red['n_failed']} failed, see reduction.json)" if red["n_failed"] else "")
-          + f"; stacked counts {int(result.dataset.counts.data.sum())}")
+          + (f" ({red['n_failed']} failed, see reduction.json)" if red["n_failed"] else "") + f"; {counts}")
     fit = result.fit
     if red.get("backend_choice"):
         print(f"backend: {red['backend_choice']}")

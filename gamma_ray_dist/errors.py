@@ -15,6 +15,7 @@ __all__ = [
     "ConfigError",
     "ModelsFileError",
     "FitError",
+    "DatasetFileError",
     "yaml_error_reason",
 ]
 
@@ -127,3 +128,23 @@ def yaml_error_reason(exc: Exception) -> str:
             started = f" started at line {context_mark.line + 1}, column {context_mark.column + 1}"
         what += f" ({context}{started})"
     return f"invalid YAML{where}: {' '.join(what.split())}"
+
+
+class DatasetFileError(GammaRayDistError):
+    """A datasets index (YAML) or a dataset file it names cannot be read or written.
+
+    Parameters
+    ----------
+    reason : str
+        What went wrong.
+    filename : str
+        The file involved (the dataset file, or the index when the index itself is the problem).
+    """
+
+    def __init__(self, reason: str, filename: str):
+        self.reason = reason
+        self.filename = str(filename)
+        super().__init__(f"{self.filename}: {reason}")
+
+    def __reduce__(self):
+        return (type(self), (self.reason, self.filename))

@@ -160,7 +160,6 @@ ERROR_CASES = [
     # (dotted key to change, value or DELETE, expected key in the error, substring of the reason)
     ("datasets.type", "1d", "datasets.type", "1d"),
     ("datasets.type", "DELETE", "datasets.type", "missing"),
-    ("datasets.stack", False, "datasets.stack", "stack"),
     ("datasets.stack", "yes", "datasets.stack", "true or false"),
     ("datasets.geom.wcs.binsize", "0.02 TeV", "datasets.geom.wcs.binsize", "not an angle unit"),
     ("datasets.geom.wcs.binsize", 0.02, "datasets.geom.wcs.binsize", "no unit"),

@@ -306,3 +306,63 @@ def test_progress_counts_the_observation_that_stops_a_strict_run(serial):
         serial.reduce(IDS, fails_on_105, None, make_accumulator, progress=stream, strict=True)
     last = stream.getvalue().splitlines()[-1]
     assert ", 1 failed," in last and last.endswith("stopped: observation 105 failed")
+
+
+# ---------------------------------------------------------------------------------------------
+# Grouped reduction: one state per group, in one pass
+# ---------------------------------------------------------------------------------------------
+# three groups of uneven sizes (7 ids: two blocks of 4; 4 ids: one block; 1 id), keys not comparable
+GROUPS = {**{i: "night-a" for i in IDS[:7]}, **{i: ("interval", 2) for i in IDS[7:11]}, IDS[11]: 3}
+
+
+def test_grouped_plan_keeps_groups_apart_and_orders_them_by_their_first_observation():
+    from gamma_ray_dist.distributed.blocks import GroupedPlan
+
+    plan = GroupedPlan.create(IDS[::-1], GROUPS, block_size=BLOCK, merge_fan_in=256)
+    assert plan.keys == ("night-a", ("interval", 2), 3)
+    assert [p.blocks for p in plan.plans] == [(tuple(IDS[:4]), tuple(IDS[4:7])), (tuple(IDS[7:11]),),
+                                              ((IDS[11],),)]
+    with pytest.raises(ValueError, match="observation 999 has no group"):
+        GroupedPlan.create(IDS + [999], GROUPS, BLOCK, 256)
+
+
+@pytest.mark.parametrize("merge_fan_in", [256, 2])
+def test_a_group_equals_the_reduction_of_its_observations_alone(serial, merge_fan_in):
+    result = serial.reduce(IDS, fake_task, None, make_accumulator, groups=GROUPS, merge_fan_in=merge_fan_in,
+                           block_size=2)
+    assert list(result.state) == ["night-a", ("interval", 2), 3] and result.report.n_groups == 3
+    for key, ids in (("night-a", IDS[:7]), (("interval", 2), IDS[7:11]), (3, IDS[11:])):
+        alone = serial.reduce(ids, fake_task, None, make_accumulator, merge_fan_in=merge_fan_in, block_size=2)
+        _assert_same(result.state[key], alone.state)
+    # and the groups really differ from one stack of everything
+    assert not np.array_equal(result.state["night-a"]["values"],
+                              serial.reduce(IDS, fake_task, None, make_accumulator).state["values"])
+
+
+@pytest.mark.parametrize("max_in_flight, merge_fan_in, block_size", [(1, 256, 4), (3, 256, 2), (8, 2, 1), (2, 2, 4)])
+def test_grouped_ray_is_bit_identical_to_serial(ray_backend, serial, max_in_flight, merge_fan_in, block_size):
+    shuffled = IDS[5:] + IDS[:5][::-1]
+    task = FaultyTask(fake_task, sleep_max=0.03)
+    seen = []
+    result = ray_backend.reduce(shuffled, task, None, make_accumulator, groups=GROUPS, max_in_flight=max_in_flight,
+                                merge_fan_in=merge_fan_in, block_size=block_size,
+                                on_group=lambda key, state: seen.append(key) or state)
+    expected = serial.reduce(IDS, fake_task, None, make_accumulator, groups=GROUPS, merge_fan_in=merge_fan_in,
+                             block_size=block_size).state
+    assert list(result.state) == list(expected) and sorted(map(str, seen)) == sorted(map(str, expected))
+    for key in expected:
+        _assert_same(result.state[key], expected[key])
+    assert result.report.n_ok == len(IDS) and result.report.n_groups == 3
+
+
+@pytest.mark.parametrize("backend_name", ["serial", "ray"])
+def test_per_observation_groups_and_a_group_that_reduced_nothing(ray_backend, serial, backend_name):
+    backend = serial if backend_name == "serial" else ray_backend
+    per_obs = {i: i for i in IDS}
+    result = backend.reduce(IDS, FaultyTask(fake_task, fail=frozenset({IDS[3]})), None, make_accumulator,
+                            groups=per_obs)
+    assert list(result.state) == IDS
+    assert result.state[IDS[3]] is None  # never an empty state standing for zero
+    assert result.report.failures[0].obs_id == IDS[3]
+    for i in IDS[:3] + IDS[4:]:
+        _assert_same(result.state[i], serial.reduce([i], fake_task, None, make_accumulator).state)

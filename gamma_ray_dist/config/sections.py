@@ -389,7 +389,7 @@ class SafeMaskConfig(_Section):
 
 @dataclass(frozen=True)
 class DatasetsConfig(_Section):
-    """``datasets``: data reduction (only ``type: 3d`` with ``stack: true``)."""
+    """``datasets``: data reduction (only ``type: 3d``; ``stack: false`` keeps one dataset per observation)."""
 
     type: str = _field("str", required=True, choices=("1d", "3d"))
     stack: bool = _field("bool", True)
@@ -403,12 +403,10 @@ class DatasetsConfig(_Section):
     def _check(self, key: str) -> None:
         if self.type == "1d":
             raise ConfigError(_join(key, "type"), "1d (spectral) analysis is not supported; use type: 3d")
-        if not self.stack:
-            raise ConfigError(_join(key, "stack"), "only stacked analysis is supported: set stack: true")
 
 
 def _check_datasets_kind(data: Mapping) -> None:
-    """Reject unsupported analyses (1d, unstacked) before anything else is validated."""
+    """Reject unsupported analyses (1d) before anything else is validated."""
     ds = data.get("datasets")
     if ds is not None and not isinstance(ds, Mapping):
         raise ConfigError("datasets", f"expected a mapping, got {type(ds).__name__} {ds!r}")

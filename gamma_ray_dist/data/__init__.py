@@ -5,6 +5,7 @@ Names and signatures mirror ``gammapy.data`` (gammapy 2.1).
 from .data_store import ALL_IRFS, REQUIRED_IRFS, DataStore, MissingRequiredHDU
 from .event_list import EventList
 from .fits_io import FitsFileCache, default_file_cache, make_path
+from .grouping import TimeGrouping, group_by_observation, group_by_time_intervals
 from .gti import GTI
 from .hdu_index_table import HDUIndexTable, HDULocation
 from .obs_table import ObservationTable
@@ -19,6 +20,9 @@ __all__ = [
     "FitsFileCache",
     "FixedPointingInfo",
     "GTI",
+    "TimeGrouping",
+    "group_by_observation",
+    "group_by_time_intervals",
     "HDUIndexTable",
     "HDULocation",
     "MissingRequiredHDU",

@@ -22,6 +22,8 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str):
     if name in _EXPORTS:
+        if name == "Datasets":  # Datasets.read finds MapDataset by its tag: define (register) it first
+            import_module(".map", __name__)
         value = getattr(import_module(_EXPORTS[name], __name__), name)
         globals()[name] = value
         return value

@@ -47,6 +47,14 @@ def _union(a, b):
     return (min(ay0, by0), max(ay1, by1)), (min(ax0, bx0), max(ax1, bx1))
 
 
+def _crop_geom(geom, bounds):
+    """``geom`` restricted to the pixel window ``((y0, y1), (x0, x1))``: reference pixel shifted."""
+    (y0, y1), (x0, x1) = bounds
+    wcs = geom.wcs.deepcopy()
+    wcs.wcs.crpix = wcs.wcs.crpix - np.array([x0, y0], dtype=float)
+    return geom._init_copy(wcs=wcs, npix=(x1 - x0, y1 - y0))
+
+
 def _narrow_counts(counts: np.ndarray) -> np.ndarray:
     """Counts in the narrowest integer type that holds them (for transport; widened on receipt)."""
     if counts.size == 0 or counts.min() < 0:
@@ -306,11 +314,46 @@ class StackAccumulator:
             out[key + "_exposure"] = b[key + "_exposure"].astype(np.float32)
         return out
 
-    def to_dataset(self, name: Optional[str] = None):
-        """Finalise into a `MapDataset` (gammapy-compatible)."""
+    def to_dataset(self, name: Optional[str] = None, crop: bool = False):
+        """Finalise into a `MapDataset` (gammapy-compatible).
+
+        ``crop=True``: on the part of the stacked geometry the sums cover (`cropped`), e.g. one
+        observation's cutout, as gammapy's per-observation datasets of an unstacked analysis.
+        """
         from .map import MapDataset
 
-        return MapDataset._from_accumulator(self, name=name or self.name)
+        acc = self.cropped() if crop else self
+        return MapDataset._from_accumulator(acc, name=name or self.name)
+
+    def cropped(self) -> "StackAccumulator":
+        """The same sums on the window of each grid they cover (fine: counts, background, masks,
+        exposure; coarse: PSF/EDisp maps); the whole geometry when they cover all of it.
+
+        The cropped geometries are the stacked ones with the reference pixel shifted (the pixel grid
+        of a "trim" cutout), so the values are the same numbers.
+        """
+        fine, coarse = self.extent["fine"], self.extent["coarse"]
+        if fine in (None, FULL):
+            return self
+        window = {"fine": fine, "coarse": coarse}
+        geoms = {}
+        for key, geom in self.geometry.geoms.items():
+            grid = "fine" if key in ("geom", "geom_exposure") else "coarse"
+            geoms[key] = geom if (geom is None or window[grid] in (None, FULL)) else _crop_geom(geom, window[grid])
+        out = type(self)(StackGeometry(geoms=geoms, reference_time=self.geometry.reference_time), name=self.name)
+        for key, value in self.buffers.items():
+            bounds = window[_GRID[key]]
+            if value is None or bounds in (None, FULL):
+                out.buffers[key] = None if value is None else value.copy()
+            else:
+                out.buffers[key] = np.ascontiguousarray(value[window_slices(bounds)])
+        out.livetime = self.livetime
+        out.obs_ids = list(self.obs_ids)
+        out.gti_start, out.gti_stop = self.gti_start.copy(), self.gti_stop.copy()
+        out.meta_rows = [dict(r) for r in self.meta_rows]
+        out.fov = {k: dict(v) for k, v in self.fov.items()}
+        out.extent = {"fine": FULL, "coarse": FULL if coarse is not None else None}
+        return out
 
     def __repr__(self) -> str:
         return f"StackAccumulator(n_obs={len(self.obs_ids)}, shape={self.buffers['counts'].shape})"

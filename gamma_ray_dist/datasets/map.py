@@ -222,20 +222,27 @@ class MapDataset(MapDatasetEvaluation, Dataset):
 
     # -- summary ------------------------------------------------------------------------------
     def info_dict(self, in_safe_data_range: bool = True) -> dict:
-        """Summary numbers, as gammapy's ``info_dict``."""
+        """Summary numbers, as gammapy's ``info_dict`` (same keys, same order)."""
+        from ..stats import CashCountsStatistic
+
         info: dict = {"name": self.name}
         mask = slice(None)
         if self.mask_safe is not None and in_safe_data_range:
             mask = np.asarray(self.mask_safe.data, bool)
-        counts, background, excess = 0, np.nan, np.nan
+        counts, background, excess, sqrt_ts = 0, np.nan, np.nan, np.nan
         if self.counts is not None:
             counts = self.counts.data[mask].sum()
             if self.background is not None:
                 background = self.background.data[mask].sum()
-                excess = counts - self.npred_background().data[mask].sum()
+                # gammapy sums the statistic over the bins: counts and npred_background summed
+                stat = CashCountsStatistic(np.sum(np.asarray(self.counts.data, float)[mask]),
+                                           np.sum(np.asarray(self.npred_background().data, float)[mask]))
+                excess = float(stat.n_sig)
+                sqrt_ts = float(stat.sqrt_ts)
         info["counts"] = int(counts)
-        info["background"] = float(background)
         info["excess"] = float(excess)
+        info["sqrt_ts"] = sqrt_ts
+        info["background"] = float(background)
         npred = np.nan
         if self.models or not np.isnan(background):
             npred = self.npred().data[mask].sum()
@@ -261,6 +268,9 @@ class MapDataset(MapDatasetEvaluation, Dataset):
         info["exposure_max"] = exposure_max
         info["livetime"] = livetime
         info["ontime"] = self.gti.time_sum if self.gti is not None else np.nan * u.s
+        info["counts_rate"] = info["counts"] / info["livetime"]
+        info["background_rate"] = info["background"] / info["livetime"]
+        info["excess_rate"] = info["excess"] / info["livetime"]
         info["n_bins"] = int(self.counts.data.size) if self.counts is not None else 0
         info["n_fit_bins"] = int(np.sum(self.mask.data)) if self.mask is not None else 0
         info["stat_type"] = self.stat_type
@@ -340,6 +350,13 @@ class MapDataset(MapDatasetEvaluation, Dataset):
             self.meta_table = hstack_meta_tables(self.meta_table, other.meta_table)
         elif other.meta_table is not None:
             self.meta_table = other.meta_table.copy()
+
+    def to_masked(self, name: Optional[str] = None, nan_to_num: bool = True) -> "MapDataset":
+        """This dataset stacked onto an empty one of its geometries, as gammapy (data outside the safe
+        mask zeroed, background times the FoV model, no models)."""
+        dataset = self.__class__.from_geoms(**self.geoms, name=name)
+        dataset.stack(self, nan_to_num=nan_to_num)
+        return dataset
 
     def _apply_partial(self, p: PartialDataset) -> None:
         fine = window_slices(p.fine_bounds)

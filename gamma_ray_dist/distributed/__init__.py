@@ -10,14 +10,14 @@ benchmark creates one backend and passes it down:
 
 Modules: `settings` (one settings object and its precedence), `backend` (`SerialBackend`,
 `RayBackend`), `blocks` (the reduction plan and the per-block work, Ray-free), `driver` (one
-reduction on Ray), `links` (driver-side reducer handles and the warm reducer pool), `tasks`
-(independent jobs on Ray), `report`, `progress`. Ray itself is imported only when a Ray backend
+reduction on Ray), `grouped` (a grouped reduction on Ray: one state per group), `links` (driver-side
+reducer handles and the warm reducer pool), `tasks` (independent jobs on Ray), `report`, `progress`. Ray itself is imported only when a Ray backend
 starts, so serial runs never pay for it.
 """
 from .backend import AutoBackend, Backend, RayBackend, SerialBackend, choose_backend, make_backend
-from .blocks import ReductionPlan
+from .blocks import GroupedPlan, ReductionPlan
 from .report import ObsStatus, RunReport, RunResult
 from .settings import BACKENDS, ExecutionSettings
 
 __all__ = ["Backend", "SerialBackend", "RayBackend", "AutoBackend", "make_backend", "choose_backend", "ExecutionSettings", "BACKENDS",
-           "ReductionPlan", "ObsStatus", "RunReport", "RunResult"]
+           "ReductionPlan", "GroupedPlan", "ObsStatus", "RunReport", "RunResult"]

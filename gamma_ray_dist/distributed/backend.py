@@ -5,6 +5,9 @@ is the only place Ray is started, joined or shut down. Everything below takes th
 
 ``backend.reduce(obs_ids, task_fn, shared, make_accumulator)``
     The blocked, order-fixed reduction (see `blocks.ReductionPlan`); bit-identical across backends.
+``backend.reduce(..., groups={obs_id: key}, on_group=None)``
+    The same, one final state per group (per observation, night, time interval...) in one pass
+    (see `blocks.GroupedPlan`): ``result.state`` is ``{key: state}`` in plan order.
 ``backend.map(fn, jobs, shared=None)``
     ``[fn(shared, job) for job in jobs]``, results in job order; on Ray ``shared`` is put into the
     object store once and deserialised once per worker process, the jobs run as tasks.
@@ -17,11 +20,11 @@ import logging
 import os
 import sys
 import time
-from typing import Any, Callable, Iterable, Protocol, Sequence, TypeVar, runtime_checkable
+from typing import Any, Callable, Hashable, Iterable, Mapping, Protocol, Sequence, TypeVar, runtime_checkable
 
 from actors.protocols import AccumulatorFactory, TaskFn
 
-from .blocks import ReductionPlan, final_state, fold_block, reraise, sorted_unique
+from .blocks import GroupedPlan, ReductionPlan, final_state, fold_block, merge_group, reraise, sorted_unique
 from .progress import make_progress
 from .report import RunReport, RunResult
 from .settings import ExecutionSettings
@@ -39,6 +42,10 @@ EXPECTED_RAY_EFFICIENCY = 0.8
 
 log = logging.getLogger(__name__)
 
+#: ``on_group(key, state) -> value``: called once per group as its state is final (state None when no
+#: observation of the group could be reduced); ``result.state[key]`` is then the value, not the state.
+GroupCallback = Callable[[Hashable, Any], Any]
+
 S = TypeVar("S")
 J = TypeVar("J")
 R = TypeVar("R")
@@ -54,7 +61,8 @@ class Backend(Protocol):
     def cpus(self) -> int: ...
 
     def reduce(self, obs_ids: Iterable[int], task_fn: TaskFn, shared: Any,
-               make_accumulator: AccumulatorFactory, **overrides: Any) -> RunResult: ...
+               make_accumulator: AccumulatorFactory, *, groups: Mapping[int, Hashable] | None = None,
+               on_group: GroupCallback | None = None, **overrides: Any) -> RunResult: ...
 
     def map(self, fn: Callable[[S, J], R], jobs: Sequence[J], shared: S = None) -> list[R]: ...
 
@@ -101,10 +109,17 @@ class SerialBackend(_BackendBase):
         return 1
 
     def reduce(self, obs_ids: Iterable[int], task_fn: TaskFn, shared: Any,
-               make_accumulator: AccumulatorFactory, **overrides: Any) -> RunResult:
-        """Fold the plan's blocks in order and merge them as the Ray tree does (same bits)."""
+               make_accumulator: AccumulatorFactory, *, groups: Mapping[int, Hashable] | None = None,
+               on_group: GroupCallback | None = None, **overrides: Any) -> RunResult:
+        """Fold the plan's blocks in order and merge them as the Ray tree does (same bits).
+
+        With ``groups`` (obs id -> key): one state per group (`blocks.GroupedPlan`), ``on_group``
+        called as each group is final; ``result.state`` is ``{key: state or on_group's value}``.
+        """
         from actors.ordered import OrderedReducer
 
+        if groups is not None:
+            return self._reduce_grouped(obs_ids, task_fn, shared, make_accumulator, groups, on_group, overrides)
         s = self._run_settings(overrides)
         t_start = time.perf_counter()
         ids, dups = sorted_unique(obs_ids)
@@ -135,6 +150,42 @@ class SerialBackend(_BackendBase):
         final = _merge_serial(plan, states, make_accumulator, OrderedReducer)
         report.timings["tasks"] = report.timings["total"] = time.perf_counter() - t_start
         return RunResult(final, report)
+
+    def _reduce_grouped(self, obs_ids, task_fn, shared, make_accumulator, groups, on_group,
+                        overrides) -> RunResult:
+        s = self._run_settings(overrides)
+        t_start = time.perf_counter()
+        ids, dups = sorted_unique(obs_ids)
+        plan = GroupedPlan.create(ids, groups, s.block_size, s.merge_fan_in)
+        report = RunReport(s.run_id or "serial", "serial", s.block_size, len(plan.blocks), s.merge_fan_in,
+                           duplicate_obs_ids=dups, n_groups=len(plan.keys))
+        bar = make_progress(len(ids), s.progress)
+        results: dict[Hashable, Any] = {}
+        n_done = n_failed = 0
+        try:
+            for key, group_plan in zip(plan.keys, plan.plans):
+                states: list[dict | None] = []
+                for block in group_plan.blocks:
+                    statuses, state = fold_block(task_fn, shared, block, make_accumulator, s.strict)
+                    report.n_tasks += 1
+                    for obs_id, status in zip(block, statuses):
+                        entry = report.record(status, obs_id)
+                        n_done += 1
+                        if entry.status == "failed":
+                            n_failed += 1
+                            log.warning("observation %s failed: %s: %s", obs_id, entry.error_type, entry.message)
+                            if s.strict:
+                                reraise(status, obs_id)
+                    states.append(state)
+                    if bar is not None:
+                        bar.update(n_done, n_failed)
+                state = merge_group(group_plan, states, make_accumulator)
+                results[key] = on_group(key, state) if on_group is not None else state
+        finally:
+            if bar is not None:
+                bar.close()
+        report.timings["tasks"] = report.timings["total"] = time.perf_counter() - t_start
+        return RunResult(results, report)
 
     def map(self, fn: Callable[[S, J], R], jobs: Sequence[J], shared: S = None) -> list[R]:
         """``[fn(shared, job) for job in jobs]``."""
@@ -232,15 +283,29 @@ class RayBackend(_BackendBase):
         self._cpus = None
 
     def reduce(self, obs_ids: Iterable[int], task_fn: TaskFn, shared: Any,
-               make_accumulator: AccumulatorFactory, **overrides: Any) -> RunResult:
+               make_accumulator: AccumulatorFactory, *, groups: Mapping[int, Hashable] | None = None,
+               on_group: GroupCallback | None = None, **overrides: Any) -> RunResult:
         """The reduction on Ray (`driver.RayReduction`); same result as `SerialBackend.reduce`.
 
         ``overrides`` change settings for this call (e.g. ``block_size``, ``strict``, ``run_id``);
         ``root_checkpoint_every``, ``checkpoint_every`` and ``config_hash`` tune the reducers' checkpoints.
+        With ``groups``: `grouped.GroupedRayReduction` (one state per group, as `SerialBackend.reduce`).
         """
         from .driver import DEFAULT_ROOT_CHECKPOINT_EVERY, RayReduction
 
         cpus = self.cpus
+        if groups is not None:
+            from .grouped import GroupedRayReduction
+
+            for key in ("root_checkpoint_every", "checkpoint_every", "config_hash"):
+                overrides.pop(key, None)  # a grouped run has no reducer actors to checkpoint
+            wait_timeout = overrides.pop("wait_timeout", 1.0)
+            s = self._run_settings(overrides)
+            return GroupedRayReduction(obs_ids, task_fn, shared, make_accumulator, groups, on_group=on_group,
+                                       block_size=s.block_size, merge_fan_in=s.merge_fan_in,
+                                       max_in_flight=s.max_in_flight_for(cpus), strict=s.strict,
+                                       max_retries=s.max_retries, run_id=s.run_id, progress=s.progress,
+                                       wait_timeout=wait_timeout).run()
         tuning = {k: overrides.pop(k) for k in ("root_checkpoint_every", "checkpoint_every", "wait_timeout",
                                                 "config_hash") if k in overrides}
         s = self._run_settings(overrides)
@@ -331,10 +396,13 @@ class AutoBackend(_BackendBase):
             print(f"backend: {name} ({reason})", file=stream or sys.stderr, flush=True)
 
     def reduce(self, obs_ids: Iterable[int], task_fn: TaskFn, shared: Any,
-               make_accumulator: AccumulatorFactory, **overrides: Any) -> RunResult:
+               make_accumulator: AccumulatorFactory, *, groups: Mapping[int, Hashable] | None = None,
+               on_group: GroupCallback | None = None, **overrides: Any) -> RunResult:
         obs_ids = list(obs_ids)
         if self.chosen is None:
             self._decide(obs_ids, task_fn, shared)
+        if groups is not None:
+            overrides.update(groups=groups, on_group=on_group)
         return self.chosen.reduce(obs_ids, task_fn, shared, make_accumulator, **overrides)
 
     def map(self, fn: Callable[[S, J], R], jobs: Sequence[J], shared: S = None) -> list[R]:

@@ -12,12 +12,13 @@ import os
 import pickle
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Hashable, Iterable, Mapping, Sequence
 
 from actors.protocols import AccumulatorFactory, Partial, TaskFn
 from actors.tree import plan_chunks
 
-__all__ = ["ReductionPlan", "sorted_unique", "run_one", "fold_block", "final_state", "failure_status", "reraise"]
+__all__ = ["ReductionPlan", "GroupedPlan", "sorted_unique", "run_one", "fold_block", "final_state",
+           "merge_group", "failure_status", "reraise"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,80 @@ class ReductionPlan:
     def n_reducers(self) -> int:
         """Reducer actors: none for one block, a root, plus one per group."""
         return 0 if len(self.blocks) <= 1 else 1 + len(self.groups)
+
+
+@dataclass(frozen=True)
+class GroupedPlan:
+    """One `ReductionPlan` per group: a reduction that ends in one state per group, in one pass.
+
+    ``groups`` maps every obs id to a hashable group key (e.g. the obs id itself, a night, a time
+    interval). The groups are ordered by their smallest obs id (keys need not be comparable); each
+    group's sorted obs ids are cut into blocks and merged exactly as an ungrouped reduction of those
+    ids alone (`ReductionPlan`), so no block straddles two groups and a group's state is bit-identical
+    to reducing its observations on their own, on any backend and worker count.
+
+    Attributes
+    ----------
+    keys : tuple
+        Group keys, in plan order.
+    plans : tuple of ReductionPlan
+        The plan of each group.
+    """
+
+    keys: tuple
+    plans: tuple[ReductionPlan, ...]
+
+    @classmethod
+    def create(cls, obs_ids: Iterable[int], groups: Mapping[int, Hashable], block_size: int,
+               merge_fan_in: int) -> "GroupedPlan":
+        """The plan of the sorted unique ``obs_ids`` grouped by ``groups[obs_id]``.
+
+        Raises
+        ------
+        ValueError
+            An obs id has no group.
+        """
+        members: dict[Hashable, list[int]] = {}
+        for obs_id in sorted(set(int(o) for o in obs_ids)):
+            if obs_id not in groups:
+                raise ValueError(f"observation {obs_id} has no group in the grouping given to the reduction")
+            members.setdefault(groups[obs_id], []).append(obs_id)
+        keys = tuple(members)  # ids are visited in sorted order: groups come by their smallest id
+        return cls(keys, tuple(ReductionPlan.create(members[k], block_size, merge_fan_in) for k in keys))
+
+    @property
+    def blocks(self) -> list[tuple[int, tuple[int, ...]]]:
+        """``(group index, block)`` of every block, in plan order."""
+        return [(g, block) for g, plan in enumerate(self.plans) for block in plan.blocks]
+
+
+def merge_group(plan: ReductionPlan, states: Sequence[dict[str, Any] | None],
+                make_accumulator: AccumulatorFactory) -> dict[str, Any] | None:
+    """A group's result from its block states (in block order; None for a block that reduced nothing).
+
+    The folds are those of the ungrouped reduction of the group's observations (an empty accumulator
+    merging the block states in order, through middle groups of ``merge_fan_in`` when the plan has
+    them), so the sums carry the same bits. The result is the accumulator's compact
+    ``transport_state()`` when it has one (a one-observation group stays cropped to its window), or
+    None when no observation of the group could be reduced: never an empty state standing for zero.
+    """
+    if all(s is None for s in states):
+        return None
+    if len(plan.blocks) == 1:
+        return states[0]
+
+    def fold(items: Sequence[dict[str, Any] | None]):
+        acc = make_accumulator()
+        for item in items:
+            if item is not None:
+                acc.merge(type(acc).from_state(item))
+        return acc
+
+    if plan.groups:
+        acc = fold([fold([states[b] for b in group]).state() for group in plan.groups])
+    else:
+        acc = fold(states)
+    return getattr(acc, "transport_state", acc.state)()
 
 
 def sorted_unique(obs_ids: Iterable[Any]) -> tuple[list[int], list[int]]:

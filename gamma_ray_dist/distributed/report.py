@@ -38,6 +38,7 @@ class RunReport:
     stage_seconds: dict[str, float] = field(default_factory=dict)  # summed over observations
     reducer_restarts: int = 0
     n_reducers: int = 0  # reducer actors of the tree (0: a one-block run needs none)
+    n_groups: int = 0  # groups of a grouped reduction (0: not grouped)
     duplicate_obs_ids: list[int] = field(default_factory=list)
     # Memory bound: block-state refs the driver held at once (sent, not yet durable in a reducer)
     peak_refs_held: int = 0
@@ -84,7 +85,11 @@ class RunReport:
 
 
 class RunResult(NamedTuple):
-    """``(state, report)``: the final accumulator state (``Accumulator.from_state`` input) and report."""
+    """``(state, report)``: the final accumulator state (``Accumulator.from_state`` input) and report.
+
+    For a grouped reduction ``state`` is ``{group key: state}`` in plan order (a state is None for a
+    group none of whose observations could be reduced; with ``on_group``, its return value instead).
+    """
 
     state: dict[str, Any]
     report: RunReport

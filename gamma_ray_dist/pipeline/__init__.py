@@ -4,6 +4,8 @@
 - `tasks`: the per-observation Ray task and the summary-keeping accumulator;
 - `fitting`: models, fit, likelihood profiles / MINOS errors, flux points (serial or on workers);
 - `run`: `run_pipeline` and the run report;
+- `unstacked`: one dataset per observation (``datasets.stack: false``), `reduce_groups` (one stacked
+  dataset per group of observations: time intervals, nights, in one pass);
 - `demo`: simulated Crab-like data store + config for ``gamma-ray-dist demo``.
 
 Names are resolved lazily: a Ray process that only unpickles the accumulator factory
@@ -11,7 +13,8 @@ Names are resolved lazily: a Ray process that only unpickles the accumulator fac
 """
 from importlib import import_module
 
-_EXPORTS = {"run_pipeline": "run", "PipelineOptions": "run", "PipelineResult": "run", "NothingReduced": "run"}
+_EXPORTS = {"run_pipeline": "run", "PipelineOptions": "run", "PipelineResult": "run", "NothingReduced": "run",
+            "reduce_groups": "unstacked", "group_dataset": "unstacked"}
 
 __all__ = sorted(_EXPORTS)
 

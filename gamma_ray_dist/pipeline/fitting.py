@@ -17,6 +17,7 @@ from ..errors import ConfigError
 
 __all__ = [
     "load_models",
+    "add_fov_background_models",
     "apply_fit_range",
     "fit_dataset",
     "fit_summary",
@@ -34,15 +35,18 @@ __all__ = [
 PROFILE_POINTS = 11
 
 
-def load_models(config: AnalysisConfig, dataset_name: str, models_path: str | os.PathLike | None = None):
-    """`Models` from ``models_path`` (else ``general.models_file``) plus the dataset's FoV background.
+def load_models(config: AnalysisConfig, dataset_name: str | list[str] | None,
+                models_path: str | os.PathLike | None = None):
+    """`Models` from ``models_path`` (else ``general.models_file``) plus a FoV background model for the
+    dataset (or each of the datasets) ``dataset_name`` names that has none, as gammapy's
+    ``Analysis.set_models`` (None: no background model added).
 
     Raises
     ------
     ConfigError
         No models file given, or it cannot be read.
     """
-    from ..modeling.models import FoVBackgroundModel, Models
+    from ..modeling.models import Models
 
     path = models_path or config.general.models_file
     if not path:
@@ -58,11 +62,17 @@ def load_models(config: AnalysisConfig, dataset_name: str, models_path: str | os
         raise ConfigError("general.models_file", f"cannot read {path}: {exc.strerror or exc}") from None
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError("general.models_file", f"invalid models file {path}: {exc}") from None
-    has_bkg = any(isinstance(m, FoVBackgroundModel) and dataset_name in (m.datasets_names or [dataset_name])
-                  for m in models)
-    if not has_bkg:
-        models = Models(list(models) + [FoVBackgroundModel(dataset_name=dataset_name)])
-    return models
+    return add_fov_background_models(models, [] if dataset_name is None else dataset_name)
+
+
+def add_fov_background_models(models, dataset_names: str | list[str]):
+    """``models`` plus ``FoVBackgroundModel(dataset_name=name)`` for each name without one."""
+    from ..modeling.models import FoVBackgroundModel, Models
+
+    names = [dataset_names] if isinstance(dataset_names, str) else list(dataset_names)
+    added = [FoVBackgroundModel(dataset_name=name) for name in names
+             if not any(isinstance(m, FoVBackgroundModel) and name in (m.datasets_names or [name]) for m in models)]
+    return Models(list(models) + added) if added else models
 
 
 def apply_fit_range(dataset, config: AnalysisConfig) -> None:
@@ -88,10 +98,17 @@ def apply_fit_range(dataset, config: AnalysisConfig) -> None:
 
 
 def fit_dataset(dataset) -> Any:
-    """MIGRAD + covariance of the dataset's models (updated in place); returns the `FitResult`."""
+    """MIGRAD + covariance of the dataset's (or `Datasets`') models (updated in place); the `FitResult`."""
     from ..modeling import Fit
 
-    return Fit().run([dataset])
+    return Fit().run(_as_datasets(dataset))
+
+
+def _as_datasets(dataset) -> Any:
+    """What `Fit` and the estimators take: a `Datasets` as it is, one dataset in a list."""
+    from ..modeling.dataset import Datasets
+
+    return dataset if isinstance(dataset, Datasets) else [dataset]
 
 
 def fit_summary(result, models) -> dict[str, Any]:
@@ -143,7 +160,7 @@ def profile_job(dataset, parameter: str, value: float) -> dict[str, Any]:
     """Statistic with ``parameter`` fixed at ``value`` and the others re-optimised (dataset unchanged)."""
     from ..modeling import profile_point
 
-    point = profile_point([_isolated(dataset)], parameter, float(value), reoptimize=True)
+    point = profile_point(_as_datasets(_isolated(dataset)), parameter, float(value), reoptimize=True)
     return {"value": float(value), "stat": float(point["stat"]), "success": bool(point["success"]),
             "nfev": int(point["nfev"])}
 
@@ -152,7 +169,7 @@ def minos_job(dataset, parameter: str, sigma: float = 1.0) -> dict[str, Any]:
     """MINOS interval of ``parameter`` (dataset unchanged)."""
     from ..modeling import confidence_task
 
-    out = confidence_task([_isolated(dataset)], parameter, sigma=sigma)
+    out = confidence_task(_as_datasets(_isolated(dataset)), parameter, sigma=sigma)
     return {"errp": float(out["errp"]), "errn": float(out["errn"]), "success": bool(out["success"]),
             "message": str(out["message"]), "nfev": int(out["nfev"])}
 
@@ -231,4 +248,4 @@ def run_flux_points(dataset, config: AnalysisConfig, backend=None):
     # Fast path: a bin is a few ms of Cash sums on its own pixels, less than shipping the dataset
     # to a worker, so the bins run in this process unless they re-optimise.
     executor = backend_executor(backend) if backend is not None and estimator.reoptimize else None
-    return estimator.run([dataset], executor=executor)
+    return estimator.run(_as_datasets(dataset), executor=executor)

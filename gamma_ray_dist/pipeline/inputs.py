@@ -177,8 +177,6 @@ def make_reduction_spec(config: AnalysisConfig, name: str = DATASET_NAME):
     ds = config.datasets
     if ds.type != "3d":
         raise ConfigError("datasets.type", "only '3d' is supported")
-    if not ds.stack:
-        raise ConfigError("datasets.stack", "only stacked analyses (stack: true) are supported")
     geom = make_geom(config)
     offset_max = ds.geom.selection.offset_max.to_value("deg")
     safe_params = dict(ds.safe_mask.parameters)

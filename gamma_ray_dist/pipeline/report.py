@@ -432,7 +432,8 @@ def _matplotlib_available() -> bool:
 # ---- entry point -------------------------------------------------------------------------------------
 def write_report(out_dir, dataset, models=None, fit_result=None, flux_points=None, timings=None,
                  reduction=None, source=None, exclusion_region=None,
-                 title: str = "gamma_ray_dist run", sky_maps: Mapping | None = None) -> dict[str, Path]:
+                 title: str = "gamma_ray_dist run", sky_maps: Mapping | None = None,
+                 fitted_models: Any = None) -> dict[str, Path]:
     """Write the run's figures (PNG) and ``report.md`` into ``out_dir``.
 
     Parameters
@@ -457,6 +458,9 @@ def write_report(out_dir, dataset, models=None, fit_result=None, flux_points=Non
     source : str or int, optional
         Name (or index among the non-background models) of the source whose spectrum is shown and
         around which the spectral residuals are taken (default: the first source model).
+    fitted_models : `Models`, optional
+        The models of the parameters table when they are not the dataset's (a joint fit of
+        per-observation datasets shown on their stack: one background model per dataset).
     exclusion_region : region(s) or DS9 string, optional
         Drawn (dashed) on the counts image.
     title : str
@@ -529,8 +533,8 @@ def write_report(out_dir, dataset, models=None, fit_result=None, flux_points=Non
     else:
         notes.append(MISSING_PLOT_NOTE)
 
-    text = _markdown(title, dataset, models, fit_result, flux_points, timings, reduction, source_model,
-                     made, notes, sky_maps)
+    text = _markdown(title, dataset, models if fitted_models is None else fitted_models, fit_result, flux_points,
+                     timings, reduction, source_model, made, notes, sky_maps)
     made["report"] = write_text(out_dir / "report.md", text)
     return made
 

@@ -4,7 +4,10 @@
 created (`gamma_ray_dist.distributed`); every output goes to ``out_dir`` through the atomic writers
 of `gamma_ray_dist.outputs`:
 
-``stacked.fits.gz``  the stacked `MapDataset` (gammapy format)
+``stacked.fits.gz``  the stacked `MapDataset` (gammapy format); with ``datasets.stack: false``
+                     instead ``datasets/datasets.yaml`` + ``datasets/obs-<id>.fits.gz``: one dataset
+                     per observation (gammapy's ``Datasets.write`` layout), fitted jointly
+                     (see `pipeline.unstacked`)
 ``models.yaml``      best-fit models (gammapy format) + ``models_covariance.dat``
 ``fit.json``         success, message, total_stat, nfev, parameters
 ``profiles.json``    likelihood profiles and MINOS errors (``profiles=True``)
@@ -28,9 +31,11 @@ from . import outputs
 from ..config import AnalysisConfig
 from ..errors import GammaRayDistError
 from .report import update_report_timings, write_report
-from .fitting import apply_fit_range, fit_dataset, fit_summary, load_models, run_flux_points, run_profiles
+from .fitting import (add_fov_background_models, apply_fit_range, fit_dataset, fit_summary, load_models,
+                      run_flux_points, run_profiles)
 from .inputs import datastore_dir, make_reduction_spec, open_datastore, select_obs_ids
 from .tasks import SummaryAccumulator, make_shared, reduce_task
+from .unstacked import DATASETS_DIR, DatasetFilesWriter, reduce_per_observation, stacked_view
 
 __all__ = ["PipelineOptions", "PipelineResult", "NothingReduced", "run_pipeline", "reduce_stacked",
            "reduction_report"]
@@ -70,6 +75,7 @@ class PipelineResult:
 
     out_dir: Path
     dataset: Any = None
+    datasets: Any = None  # the per-observation `Datasets` (stack: false); ``dataset`` is then their stack
     state: dict | None = None
     fit: dict | None = None
     models: Any = None
@@ -143,6 +149,7 @@ def reduction_report(obs_ids: list[int], state: dict | None, report, timings: di
         "merge_fan_in": report.merge_fan_in,
         "n_reducers": report.n_reducers,
         "n_tasks": report.n_tasks,
+        "n_groups": report.n_groups,  # datasets of a grouped reduction (stack: false); 0: one stack
     }
 
 
@@ -190,14 +197,21 @@ def _run(config: AnalysisConfig, options: PipelineOptions, backend) -> PipelineR
         datastore = open_datastore(config)
         obs_ids = select_obs_ids(config, datastore)
         spec = make_reduction_spec(config)
-        models = load_models(config, spec.name, options.models)  # fail early on a bad models file
+        stacked = config.datasets.stack
+        # fail early on a bad models file; unstacked: FoV background models per dataset come later
+        models = load_models(config, spec.name if stacked else None, options.models)
     if not obs_ids:
         raise NothingReduced("no observation selected (check observations.obs_ids / obs_cone / obs_time)")
     with _timed(timings, "backend_start"):
         backend.start()
 
     with _timed(timings, "reduce"):
-        state, report = reduce_stacked(config, obs_ids, backend, spec)
+        if stacked:
+            state, report = reduce_stacked(config, obs_ids, backend, spec)
+        else:  # each observation's dataset is written as soon as it is final (see pipeline.unstacked)
+            writer = DatasetFilesWriter(out_dir / DATASETS_DIR)
+            entries, report = reduce_per_observation(config, obs_ids, backend, spec, on_group=writer)
+            state = {"summaries": writer.summaries}
     result.state = state
     result.reduction = reduction_report(obs_ids, state, report, timings)
     name, reason = backend.choice
@@ -207,27 +221,41 @@ def _run(config: AnalysisConfig, options: PipelineOptions, backend) -> PipelineR
         raise NothingReduced(f"none of the {len(obs_ids)} selected observations could be reduced "
                              f"(see {out_dir / 'reduction.json'})")
 
-    with _timed(timings, "stack"):
-        dataset = SummaryAccumulator.from_state(state).to_dataset(spec.name)
-    with _timed(timings, "write_dataset"):
-        outputs.write_dataset(out_dir / "stacked.fits.gz", dataset)
-    result.dataset = dataset
+    if stacked:
+        with _timed(timings, "stack"):
+            dataset = SummaryAccumulator.from_state(state).to_dataset(spec.name)
+        with _timed(timings, "write_dataset"):
+            outputs.write_dataset(out_dir / "stacked.fits.gz", dataset)
+        fitted = dataset
+    else:
+        from ..modeling.dataset import Datasets
+
+        with _timed(timings, "write_dataset"):
+            index = writer.write_index(entries)
+        with _timed(timings, "read_datasets"):
+            fitted = result.datasets = Datasets.read(index)
+        models = add_fov_background_models(models, fitted.names)
+    result.dataset = fitted if stacked else None
 
     with _timed(timings, "fit"):
-        apply_fit_range(dataset, config)
-        dataset.models = models
-        fit_result = fit_dataset(dataset)
-        result.fit = fit_summary(fit_result, dataset.models)
-        result.models = dataset.models
-    outputs.write_models(out_dir / "models.yaml", dataset.models)
+        for d in (fitted if not stacked else [fitted]):
+            apply_fit_range(d, config)
+        fitted.models = models
+        fit_result = fit_dataset(fitted)
+        result.fit = fit_summary(fit_result, fitted.models)
+        result.models = fitted.models
+    outputs.write_models(out_dir / "models.yaml", fitted.models)
     outputs.write_json(out_dir / "fit.json", result.fit)
 
     if options.profiles:
         with _timed(timings, "profiles"):
-            result.profiles = run_profiles(dataset, backend)
+            result.profiles = run_profiles(fitted, backend)
         outputs.write_json(out_dir / "profiles.json", result.profiles)
     with _timed(timings, "flux_points"):
-        result.flux_points = run_flux_points(dataset, config, backend)
+        result.flux_points = run_flux_points(fitted, config, backend)
+    if not stacked and (options.report or config.excess_map.requested or config.ts_map.requested):
+        with _timed(timings, "stack"):  # the sky maps and the figures show the stacked datasets
+            dataset = result.dataset = stacked_view(fitted, spec)
     if result.flux_points is not None:
         outputs.write_flux_points(out_dir / "flux_points.ecsv", result.flux_points)
     if config.excess_map.requested or config.ts_map.requested:
@@ -244,7 +272,7 @@ def _run(config: AnalysisConfig, options: PipelineOptions, backend) -> PipelineR
                          flux_points=result.flux_points, timings=dict(timings), reduction=result.reduction,
                          source=config.flux_points.source or None,
                          exclusion_region=list(config.datasets.background.exclusion_regions) or None,
-                         sky_maps=result.sky_maps)
+                         sky_maps=result.sky_maps, fitted_models=None if stacked else fitted.models)
 
     timings["total"] = time.perf_counter() - t_start
     if options.report:  # the same total as the command line and reduction.json
