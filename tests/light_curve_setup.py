@@ -18,7 +18,10 @@ from astropy import units as u
 from astropy.coordinates import SkyCoord
 from regions import CircleSkyRegion
 
-PKS_CENTER = (329.71694, -30.2255)
+PKS_CENTER = (329.71694, -30.2255)  # map centre
+# the model position of tests/test_fit_targets.py: the map centre is a corner of the 0.2 deg IRF-map
+# pixels of a 2 deg map, where "nearest IRF pixel" is a tie decided by rounding noise
+SOURCE_POSITION = (329.72, -30.22)
 PKS_RUNS = list(range(33787, 33808))  # 21 runs, the 2006 flare night
 OFFSET_MAX = 2.5 * u.deg
 DNDE = u.Unit("cm-2 s-1 TeV-1")
@@ -69,7 +72,8 @@ def per_run_datasets(L: SimpleNamespace, store_dir, obs_ids, binsz: float = 0.02
 def set_models(L: SimpleNamespace, datasets) -> None:
     """The shared point source + log-parabola, and each dataset's own (fitted) FoV background model."""
     spectral = L.models.LogParabolaSpectralModel(**SPECTRUM)
-    spatial = L.models.PointSpatialModel(lon_0=PKS_CENTER[0] * u.deg, lat_0=PKS_CENTER[1] * u.deg, frame="icrs")
+    spatial = L.models.PointSpatialModel(lon_0=SOURCE_POSITION[0] * u.deg, lat_0=SOURCE_POSITION[1] * u.deg,
+                                         frame="icrs")
     source = L.models.SkyModel(spectral, spatial, name="pks2155")
     models = [source]
     for d in datasets:
