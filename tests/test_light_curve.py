@@ -3,7 +3,7 @@ bad input, config section, figure.
 
 Default tests: 3 runs (33787-33789) on a coarse geometry (0.04 deg, 2 energy bins), reduced by each
 library with its own makers (tests/light_curve_setup.py), one time bin per run, 0.7-10 TeV in one bin.
-Slow test: the 21 runs 33787-33807 on the fit-target geometry (0.02 deg, 6 bins), errn-errp and ul.
+Slow test: the 15 flare runs 33787-33801 (all DR1 holds of that night) on the fit-target geometry (0.02 deg, 6 bins), errn-errp and ul.
 
 Tolerances (the brief's): flux within 2 % of its error of gammapy's, flux errors (symmetric and
 asymmetric) within 3 %, TS within 2 %; the upper limit within 2 % of the flux error. Measured on the
@@ -363,10 +363,10 @@ def test_light_curve_figure(quick, tmp_path):
         del lc._data["is_ul"]
 
 
-# --- the 21 runs of the flare ------------------------------------------------------------------------
+# --- the 15 runs of the flare ------------------------------------------------------------------------
 @pytest.mark.slow
 def test_flare_light_curve_matches_gammapy(hess_dr1):
-    """21 runs, one bin per run, 0.7-10 TeV, errn-errp and ul; datasets reduced by each library."""
+    """15 runs, one bin per run, 0.7-10 TeV, errn-errp and ul; datasets reduced by each library."""
     pytest.importorskip("gammapy")
     gp_ds = per_run_datasets(lib("gammapy"), hess_dr1, PKS_RUNS)
     ours_ds = per_run_datasets(lib("ours"), hess_dr1, PKS_RUNS)

@@ -22,7 +22,7 @@ Deliberate differences from gammapy (bad input is reported, not silently reshape
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -61,7 +61,6 @@ class LightCurveJob:
     energy_edges: np.ndarray
     source: str
     options: FluxPointOptions
-    extra: dict = field(default_factory=dict)
 
 
 def run_light_curve_job(datasets: Any, job: LightCurveJob) -> list[dict]:
@@ -99,7 +98,7 @@ def check_time_intervals(time_intervals: Any) -> list[tuple[Time, Time]]:
     """Validate user time intervals: a list of (start, stop) pairs, each stop after its start, ordered
     by start and not overlapping (a bin may start where the previous one stops).
 
-    Accepts a list of pairs or a pair of `Time` arrays ``[starts, stops]``.
+    Each pair may also be a `Time` array of two elements (as gammapy's ``GTI.from_time_intervals``).
 
     Raises
     ------
@@ -111,8 +110,6 @@ def check_time_intervals(time_intervals: Any) -> list[tuple[Time, Time]]:
     if isinstance(time_intervals, Time):
         raise EstimatorInputError("time_intervals must be a list of (start, stop) pairs, got a single Time")
     pairs = list(time_intervals)
-    if len(pairs) == 2 and all(isinstance(p, Time) and not p.isscalar for p in pairs):
-        pairs = list(zip(pairs[0], pairs[1]))  # [starts, stops] arrays
     if len(pairs) == 0:
         raise EstimatorInputError("time_intervals is empty")
     out = []
@@ -240,14 +237,17 @@ class LightCurveEstimator(FluxPointsEstimator):
                         "entirely inside one) and are not used", unused)
         return out
 
-    def jobs(self, datasets: Any) -> list[LightCurveJob]:  # type: ignore[override]
-        """One `LightCurveJob` per non-empty time bin."""
-        datasets = Datasets(datasets)
+    def _plan(self, datasets: Datasets) -> tuple[str, list, list[LightCurveJob]]:
         source = self._source_name(datasets)
+        bins = self.time_bins(datasets)
         options = self.options
         edges = self.energy_edges.to_value("TeV")
-        return [LightCurveJob(i, names, edges, source, options)
-                for i, (_, _, names) in enumerate(self.time_bins(datasets)) if names]
+        jobs = [LightCurveJob(i, names, edges, source, options) for i, (_, _, names) in enumerate(bins) if names]
+        return source, bins, jobs
+
+    def jobs(self, datasets: Any) -> list[LightCurveJob]:  # type: ignore[override]
+        """One `LightCurveJob` per non-empty time bin (what `run` sends to the backend)."""
+        return self._plan(Datasets(datasets))[2]
 
     def run(self, datasets: Any, backend: Any = None) -> FluxPoints:  # type: ignore[override]
         """Light curve of the source.
@@ -272,11 +272,8 @@ class LightCurveEstimator(FluxPointsEstimator):
         datasets = Datasets(datasets)
         if len(datasets) == 0:
             raise EstimatorInputError("LightCurveEstimator: no datasets")
-        source = self._source_name(datasets)
-        bins = self.time_bins(datasets)
-        options = self.options
-        edges = self.energy_edges.to_value("TeV")
-        jobs = [LightCurveJob(i, names, edges, source, options) for i, (_, _, names) in enumerate(bins) if names]
+        source, bins, jobs = self._plan(datasets)
+        options = jobs[0].options if jobs else self.options
         if not jobs:
             raise EstimatorInputError(f"LightCurveEstimator: no dataset lies in any of the {len(bins)} time "
                                       "intervals (a dataset's GTIs must be entirely inside an interval)")
