@@ -144,6 +144,15 @@ def test_results_do_not_depend_on_the_backend(quick):
     other = LightCurveEstimator(**kwargs).run(quick["ds"], backend=_PickledReversedBackend())
     _assert_bits(inline, serial)
     _assert_bits(inline, other)
+    # a job without its datasets takes them by name from the shared Datasets: same rows
+    from dataclasses import replace
+
+    from gamma_ray_dist.estimators import run_light_curve_job
+
+    job = LightCurveEstimator(**kwargs).jobs(quick["ds"])[1]
+    by_name = run_light_curve_job(quick["ds"], replace(job, datasets=None))
+    own = run_light_curve_job(None, job)
+    assert [r["norm"] for r in by_name] == [r["norm"] for r in own] == list(inline.norm[1])
     assert "stat_scan" in inline._data and "norm_errp" in inline._data
 
 
