@@ -86,6 +86,7 @@ def plot_light_curve(light_curve: Any, ax: Any = None, sed_type: str | None = No
         color = bars[0].get_color()
         ax.errorbar(v["time"][ul], v["ul"][ul], xerr=v["time_err"][ul], yerr=0.25 * v["ul"][ul], uplims=True,
                     marker="none", linestyle="none", color=color)
+    ax.ticklabel_format(axis="x", useOffset=False)
     ax.set_xlabel("Time [MJD]")
     ax.set_ylabel(f"{sed_type} [{DEFAULT_UNIT[sed_type].to_string()}]")
     return ax
