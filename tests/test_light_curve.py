@@ -385,3 +385,33 @@ def test_flare_light_curve_matches_gammapy(hess_dr1):
     assert len(ours.time_min) == len(PKS_RUNS) == theirs.geom.axes["time"].nbin
     _compare(ours, theirs)
     np.testing.assert_array_equal(ours.counts, theirs.counts.data.reshape(ours.counts.shape))
+
+
+def test_default_bins_merge_overlapping_gtis_only():
+    """Without time_intervals: the GTI rows sorted, overlapping ones merged, touching ones kept apart
+    (gammapy's ``gti.union(overlap_ok=False, merge_equal=False)``)."""
+    from types import SimpleNamespace
+
+    from gamma_ray_dist.data.gti import GTI
+    from gamma_ray_dist.estimators.lightcurve import intervals_from_gti
+
+    t = Time("2006-07-29T20:00:00", scale="tt")
+    h = 1 * u.h
+    fake = [SimpleNamespace(gti=GTI.create([3, 0] * h, [4, 1.5] * h, t)),  # unsorted rows
+            SimpleNamespace(gti=GTI.create([1] * h, [2] * h, t)),          # overlaps [0, 1.5]
+            SimpleNamespace(gti=GTI.create([4] * h, [5] * h, t))]          # touches [3, 4]
+    bins = intervals_from_gti(fake)
+    got = [((a - t).to_value("h"), (b - t).to_value("h")) for a, b in bins]
+    np.testing.assert_allclose(got, [(0, 2), (3, 4), (4, 5)], atol=1e-9)
+
+
+def test_dataset_across_a_bin_edge_is_reported(quick, caplog):
+    """A dataset whose GTI is cut by an interval edge belongs to no bin (gammapy's rule): warned."""
+    ds = quick["ds"]
+    t0, t1 = _interval(ds, 0)
+    mid = t0 + 0.5 * (t1 - t0)
+    with caplog.at_level("WARNING"):
+        lc = LightCurveEstimator(time_intervals=[(t0, mid), (mid, _interval(ds, 1)[1])], **quick["kwargs"]).run(ds)
+    # the first run is cut by the edge, the third lies after the last interval
+    assert f"datasets ['{ds[0].name}', '{ds[2].name}'] lie in no time interval" in caplog.text
+    assert np.isnan(lc.norm[0]).all() and np.isfinite(lc.norm[1]).all()
