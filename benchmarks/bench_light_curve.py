@@ -1,7 +1,7 @@
 """Light curve of the PKS 2155-304 flare runs (DR1 33787-33801, the 15 of that night in DR1): gammapy 2.1 vs gamma_ray_dist.
 
 Run: ``python benchmarks/bench_light_curve.py [--runs 15] [--repeat 3] [--num-cpus 2] [--selection ul]
-[--no-ray] [--json PATH]``.
+[--reoptimize] [--no-ray] [--json PATH]``.
 
 Each library reduces the runs with its own makers (tests/light_curve_setup.py: one dataset per run,
 2 x 2 deg at 0.02 deg, 0.7-10 TeV in 6 bins, FoV background fitted per run; not timed), then the
@@ -69,6 +69,9 @@ def main() -> None:
     parser.add_argument("--num-cpus", type=int, default=2, help="Ray workers")
     parser.add_argument("--selection", nargs="*", default=["errn-errp", "ul"],
                         help="selection_optional of both estimators (default: errn-errp ul)")
+    parser.add_argument("--reoptimize", action="store_true",
+                        help="both estimators with reoptimize=True (ours: the generic path, full model evaluation "
+                             "at every fit step; the FoV background norms stay frozen)")
     parser.add_argument("--no-ray", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -76,7 +79,8 @@ def main() -> None:
     from tests.light_curve_setup import PKS_RUNS, as_arrays, lib, per_run_datasets, run_intervals
 
     runs = PKS_RUNS[: args.runs]
-    kwargs = dict(energy_edges=[0.7, 10] * u.TeV, source="pks2155", selection_optional=args.selection or None)
+    kwargs = dict(energy_edges=[0.7, 10] * u.TeV, source="pks2155", selection_optional=args.selection or None,
+                  reoptimize=args.reoptimize)
     warnings.simplefilter("ignore")
     t0 = time.perf_counter()
     gp_ds = per_run_datasets(lib("gammapy"), DR1, runs)
@@ -86,7 +90,7 @@ def main() -> None:
     t_our_red = time.perf_counter() - t0
     gp_blob, our_blob = pickle.dumps(gp_ds), pickle.dumps(our_ds)
     print(f"{len(runs)} runs reduced (not timed below): gammapy {t_gp_red:.1f} s, ours {t_our_red:.1f} s; "
-          f"selection_optional={args.selection}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+          f"selection_optional={args.selection}, reoptimize={args.reoptimize}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
 
     from gamma_ray_dist.distributed.backend import SerialBackend
 
