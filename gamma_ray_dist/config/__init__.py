@@ -12,7 +12,8 @@ Our extensions (rejected by gammapy, dropped by ``to_yaml(gammapy_compatible=Tru
 - ``flux_points.energy: {edges: [...], unit: TeV}``: explicit flux-point energy edges;
 - ``ray: {address, num_cpus, max_in_flight, block_size, merge_fan_in, strict}``.
 
-Sections gammapy knows but a 3D stacked run does not use (``excess_map``, ``light_curve``,
+``light_curve`` is validated (`LightCurveConfig`) and asks for a light curve when it sets energy_edges or
+time_intervals. Sections gammapy knows but a 3D stacked run does not use (``excess_map``,
 ``datasets.on_region``, ``datasets.containment_correction``, ``metadata``) are accepted and ignored.
 
 Examples

@@ -56,6 +56,7 @@ __all__ = [
     "RayConfig",
     "ExcessMapConfig",
     "TsMapConfig",
+    "LightCurveConfig",
 ]
 
 
@@ -625,6 +626,78 @@ class TsMapConfig(_Section):
         return kwargs
 
 
+_LC_PARAMS = dict(_FP_PARAMS, atol=("str", {}), stack_over_time_interval=("bool", {}))
+
+
+@dataclass(frozen=True)
+class LightCurveConfig(_Section):
+    """``light_curve`` (gammapy's section): ``LightCurveEstimator`` settings.
+
+    ``time_intervals``: ``start``/``stop`` lists of times (ordered, not overlapping; default: one bin per
+    GTI of the datasets); ``energy_edges``: ``{min, max, nbins}`` (required when the section is used);
+    ``source`` (default "source"); ``parameters``: ``selection_optional``, ``n_sigma``, ``n_sigma_ul``,
+    ``n_sigma_sensitivity`` (float), ``reoptimize`` (bool), ``atol`` (a time, e.g. "1e-6 s"). The pipeline
+    computes the light curve when ``energy_edges`` or ``time_intervals`` is set (`requested`): gammapy
+    writes the section with neither in every configuration it dumps.
+    """
+
+    time_intervals: TimeRangeConfig = _field(TimeRangeConfig)
+    energy_edges: EnergyAxisConfig = _field(EnergyAxisConfig)
+    source: str = _field("str", "source", required=True)
+    parameters: dict = _field("params", {"selection_optional": "all"})
+
+    @property
+    def requested(self) -> bool:
+        """True when the section asks for a light curve (energy edges or time intervals given)."""
+        return self.energy_edges.is_set or self.time_intervals.is_set
+
+    def _check(self, key: str) -> None:
+        params = _check_params(self.parameters, _LC_PARAMS, _join(key, "parameters"))
+        for name in ("n_sigma", "n_sigma_ul", "n_sigma_sensitivity"):
+            if name in params and not params[name] > 0:
+                raise ConfigError(_join(key, f"parameters.{name}"), f"must be > 0, got {params[name]}")
+        if "atol" in params:
+            try:
+                atol = u.Quantity(params["atol"])
+                ok = atol.unit.is_equivalent(u.s) and atol.value >= 0
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise ConfigError(_join(key, "parameters.atol"), f"expected a time >= 0 such as '1e-6 s', "
+                                                                 f"got {params['atol']!r}")
+        if params.get("stack_over_time_interval"):
+            raise ConfigError(_join(key, "parameters.stack_over_time_interval"),
+                              "stacking the datasets of a time bin is not supported")
+        object.__setattr__(self, "parameters", params)
+        tkey = _join(key, "time_intervals")
+        if self.time_intervals.is_set:
+            start, stop = self.time_intervals.start, self.time_intervals.stop
+            if not start.isscalar:
+                for i in range(1, len(start)):
+                    if start[i] < start[i - 1]:
+                        raise ConfigError(_join(tkey, "start"), f"interval {i} ({start[i].isot}) starts before "
+                                                                f"interval {i - 1} ({start[i - 1].isot}): "
+                                                                "intervals must be ordered in time")
+                    if start[i] < stop[i - 1]:
+                        raise ConfigError(_join(tkey, "start"), f"interval {i} ({start[i].isot}) starts before "
+                                                                f"interval {i - 1} stops ({stop[i - 1].isot}): "
+                                                                "intervals must not overlap")
+            if not self.energy_edges.is_set:
+                raise ConfigError(_join(key, "energy_edges"), "required (min, max, nbins) when time_intervals "
+                                                              "are given")
+
+    def intervals(self) -> list | None:
+        """(start, stop) `~astropy.time.Time` pairs, or None for one bin per GTI of the datasets."""
+        return self.time_intervals.intervals() or None
+
+    def estimator_kwargs(self) -> dict:
+        """Keyword arguments of `LightCurveEstimator` (``fit`` and ``backend`` are the caller's)."""
+        kwargs = dict(self.parameters, source=self.source, time_intervals=self.intervals())
+        if self.energy_edges.is_set:
+            kwargs["energy_edges"] = self.energy_edges.edges()
+        return kwargs
+
+
 @dataclass(frozen=True)
 class RayConfig(_Section):
     """``ray`` (extension): where and how the run executes.
@@ -678,7 +751,7 @@ class AnalysisConfig(_Section):
     fit: FitConfig = _field(FitConfig)
     flux_points: FluxPointsConfig = _field(FluxPointsConfig)
     excess_map: ExcessMapConfig = _field(ExcessMapConfig)
-    light_curve: dict = _field("raw")  # accepted, unused
+    light_curve: LightCurveConfig = _field(LightCurveConfig)
     ray: RayConfig = _field(RayConfig, extension=True)
     ts_map: TsMapConfig = _field(TsMapConfig, extension=True)
 
@@ -756,7 +829,7 @@ class AnalysisConfig(_Section):
         return replace(self, ray=_build(RayConfig, data["ray"], "ray"))
 
     def _post_dump(self, out: dict, gammapy_compatible: bool) -> dict:
-        if not out["light_curve"]:
+        if "light_curve" in out and not self.light_curve.requested:
             out.pop("light_curve")
         for name in ("excess_map", "ts_map"):
             if name in out and not getattr(self, name).requested:

@@ -1,5 +1,8 @@
 """`FluxPoints`: flux-point container with gammapy's "gadf-sed" table layout (ECSV / FITS I/O).
 
+Light curves (gammapy's "lightcurve" format) are flux points with a leading time axis: every quantity
+has shape ``(n_time, n_energy[, ...])`` and ``time_min``/``time_max`` hold the bin bounds.
+
 Internally the "likelihood" SED type: ``norm`` quantities times reference values of a spectral model
 (dnde at ``e_ref``, integral flux and energy flux over the bin) give the other SED types. Tables
 written here are read by gammapy's ``FluxPoints.read`` with the same values and vice versa.
@@ -12,13 +15,16 @@ from typing import Any, Sequence
 import numpy as np
 from astropy import units as u
 from astropy.io import fits
-from astropy.table import Table
+from astropy.table import Table, vstack
+from astropy.time import Time
 from scipy import stats
 
 from ..modeling.models.spectral import SpectralModel
 from .reference import TabulatedSpectralModel, default_reference_model, reference_fluxes
 
-__all__ = ["FluxPoints", "SED_TYPES", "DEFAULT_UNIT"]
+__all__ = ["FluxPoints", "SED_TYPES", "DEFAULT_UNIT", "TABLE_FORMATS"]
+
+TABLE_FORMATS = ("gadf-sed", "lightcurve")
 
 SED_TYPES = ("likelihood", "dnde", "e2dnde", "flux", "eflux")
 # table units (gammapy's DEFAULT_UNIT); internal values are TeV / cm-2 s-1 based
@@ -64,11 +70,13 @@ class FluxPoints:
     meta : dict, optional
     filter_success_nan : bool
         Report NaN ``norm``/``norm_err`` where ``success`` is False (as gammapy).
+    time_min, time_max : `~astropy.time.Time`, optional
+        Bounds of the time bins of a light curve (n_time,); the data then have a leading time axis.
     """
 
     def __init__(self, data: dict, energy_min: Any = None, energy_max: Any = None, energy_ref: Any = None,
                  reference_model: SpectralModel | None = None, meta: dict | None = None,
-                 filter_success_nan: bool = True):
+                 filter_success_nan: bool = True, time_min: Time | None = None, time_max: Time | None = None):
         if "norm" not in data:
             raise ValueError("FluxPoints data needs a 'norm' entry")
         self._data = {k: np.asarray(v) for k, v in data.items()}
@@ -83,6 +91,20 @@ class FluxPoints:
         self.meta = dict(meta or {})
         self.meta.setdefault("sed_type_init", "likelihood")
         self.filter_success_nan = filter_success_nan
+        if (time_min is None) != (time_max is None):
+            raise ValueError("time_min and time_max go together")
+        self._time = None
+        if time_min is not None:
+            time_min, time_max = Time(time_min), Time(time_max)
+            if time_min.isscalar:
+                time_min, time_max = time_min.reshape(1), time_max.reshape(1)
+            if time_min.shape != time_max.shape or time_min.ndim != 1:
+                raise ValueError("time_min and time_max must be 1D and of the same length")
+            n_time = len(time_min)
+            if self._data["norm"].shape[:1] != (n_time,):
+                raise ValueError(f"light-curve data need a leading time axis of {n_time}, "
+                                 f"'norm' has shape {self._data['norm'].shape}")
+            self._time = (time_min, time_max)
 
     # --- construction ------------------------------------------------------------------------
     @classmethod
@@ -110,6 +132,67 @@ class FluxPoints:
         e_min = np.array([row["e_min"] for row in rows], dtype=float)
         e_max = np.array([row["e_max"] for row in rows], dtype=float)
         return cls(data, e_min, e_max, reference_model=reference_model, meta=meta)
+
+    @classmethod
+    def from_time_bins(cls, bins: Sequence["FluxPoints"], time_min: Time, time_max: Time,
+                       meta: dict | None = None) -> "FluxPoints":
+        """Light curve from per-time-bin flux points (same energy bins and reference model).
+
+        Quantities missing in some bins are NaN there (``success`` False); ``norm_scan`` is the first
+        bin's.
+        """
+        if len(bins) == 0:
+            raise ValueError("a light curve needs at least one time bin")
+        first = bins[0]
+        keys: list[str] = []
+        for fp in bins:
+            keys += [k for k in fp._data if k not in keys]
+        data: dict = {}
+        for key in keys:
+            if key == "norm_scan":
+                data[key] = next(fp._data[key] for fp in bins if key in fp._data)
+                continue
+            ref = next(fp._data[key] for fp in bins if key in fp._data)
+            fill = False if ref.dtype == bool else np.nan
+            data[key] = np.stack([fp._data[key] if key in fp._data else np.full(ref.shape, fill, dtype=ref.dtype)
+                                  for fp in bins])
+        return cls(data, first._e_min, first._e_max, first._e_ref, reference_model=first.reference_model,
+                   meta=dict(meta if meta is not None else first.meta), filter_success_nan=first.filter_success_nan,
+                   time_min=time_min, time_max=time_max)
+
+    # --- time axis (light curves) --------------------------------------------------------------
+    @property
+    def has_time_axis(self) -> bool:
+        """True for a light curve (data with a leading time axis)."""
+        return self._time is not None
+
+    def _require_time(self) -> tuple[Time, Time]:
+        if self._time is None:
+            raise ValueError("These flux points have no time axis (not a light curve)")
+        return self._time
+
+    @property
+    def time_min(self) -> Time:
+        """Start of each time bin."""
+        return self._require_time()[0]
+
+    @property
+    def time_max(self) -> Time:
+        """Stop of each time bin."""
+        return self._require_time()[1]
+
+    @property
+    def time_ref(self) -> Time:
+        """Centre of each time bin."""
+        t0, t1 = self._require_time()
+        return t0 + 0.5 * (t1 - t0)
+
+    def slice_by_time_idx(self, idx: int) -> "FluxPoints":
+        """The flux points (energy axis only) of one time bin."""
+        self._require_time()
+        data = {k: (v if k == "norm_scan" else v[idx]) for k, v in self._data.items()}
+        return type(self)(data, self._e_min, self._e_max, self._e_ref, reference_model=self.reference_model,
+                          meta=self.meta, filter_success_nan=self.filter_success_nan)
 
     # --- energies and reference values --------------------------------------------------------
     @property
@@ -207,6 +290,7 @@ class FluxPoints:
     norm_errp = property(lambda self: self._get("norm_errp"))
     norm_errn = property(lambda self: self._get("norm_errn"))
     norm_ul = property(lambda self: self._get("norm_ul"))
+    norm_sensitivity = property(lambda self: self._get("norm_sensitivity"))
     norm_scan = property(lambda self: self._get("norm_scan"))
     ts = property(lambda self: self._get("ts"))
     stat = property(lambda self: self._get("stat"))
@@ -254,13 +338,24 @@ class FluxPoints:
         raise AttributeError(f"{type(self).__name__!r} has no attribute {name!r}")
 
     # --- tables -----------------------------------------------------------------------------
-    def to_table(self, sed_type: str | None = None, format: str = "gadf-sed", formatted: bool = False) -> Table:
-        """Table in gammapy's "gadf-sed" layout and units (``e2dnde``/``eflux`` in erg cm-2 s-1)."""
+    def to_table(self, sed_type: str | None = None, format: str | None = None, formatted: bool = False) -> Table:
+        """Table in gammapy's "gadf-sed" layout and units (``e2dnde``/``eflux`` in erg cm-2 s-1).
+
+        ``format="lightcurve"`` (the default for a light curve): one row per time bin, ``time_min`` and
+        ``time_max`` in MJD (``TIMESYS`` tt, ``MJDREFI``/``MJDREFF`` 0, ``TIMEUNIT`` d) and each
+        gadf-sed column as an array over the energy bins, as gammapy writes it.
+        """
         sed_type = sed_type or self.sed_type_init
         if sed_type not in SED_TYPES:
             raise ValueError(f"Unknown SED type: {sed_type!r}; choose from {SED_TYPES}")
-        if format != "gadf-sed":
-            raise ValueError(f"Only the 'gadf-sed' format is supported, got {format!r}")
+        if format is None:
+            format = "lightcurve" if self.has_time_axis else "gadf-sed"
+        if format not in TABLE_FORMATS:
+            raise ValueError(f"Unknown table format {format!r}; choose from {TABLE_FORMATS}")
+        if format == "lightcurve":
+            return self._to_lightcurve_table(sed_type, formatted)
+        if self.has_time_axis:
+            raise ValueError("A light curve can only be written in the 'lightcurve' format")
         table = Table()
         table["e_ref"] = self.energy_ref
         if self.has_edges:
@@ -306,12 +401,51 @@ class FluxPoints:
                     table[c].format = ".3f"
         return table
 
+    def _to_lightcurve_table(self, sed_type: str, formatted: bool) -> Table:
+        t0, t1 = self._require_time()
+        rows = []
+        for idx in range(len(t0)):
+            flat = Table()
+            flat["time_min"] = [t0[idx].tt.mjd]
+            flat["time_max"] = [t1[idx].tt.mjd]
+            table = self.slice_by_time_idx(idx).to_table(sed_type=sed_type, format="gadf-sed", formatted=formatted)
+            for name in table.colnames:
+                flat[name] = table[name][np.newaxis]
+            rows.append(flat)
+        out = vstack(rows, metadata_conflicts="silent")
+        # times serialised against MJD 0 (gammapy's convention)
+        out.meta.update({"MJDREFI": 0, "MJDREFF": 0.0, "TIMESYS": "tt", "TIMEUNIT": "d"})
+        return out
+
     @classmethod
-    def from_table(cls, table: Table, sed_type: str | None = None, format: str = "gadf-sed",
+    def _from_lightcurve_table(cls, table: Table, sed_type: str | None,
+                               reference_model: SpectralModel | None) -> "FluxPoints":
+        meta = dict(table.meta)
+        unit = u.Unit(meta.get("TIMEUNIT", "d"))
+        scale = str(meta.get("TIMESYS", "tt")).lower()
+        ref = Time(float(meta.get("MJDREFI", 0)) + float(meta.get("MJDREFF", 0.0)), format="mjd", scale=scale)
+        t0 = ref + u.Quantity(np.asarray(table["time_min"], dtype=float), unit)
+        t1 = ref + u.Quantity(np.asarray(table["time_max"], dtype=float), unit)
+        t0.format = t1.format = "mjd"
+        names = [n for n in table.colnames if n not in ("time_min", "time_max")]
+        bins = []
+        for idx in range(len(table)):
+            sub = Table([table[n][idx] for n in names], names=names, meta=meta)
+            for n in names:
+                sub[n].unit = table[n].unit
+            bins.append(cls.from_table(sub, sed_type=sed_type, format="gadf-sed", reference_model=reference_model))
+        return cls.from_time_bins(bins, t0, t1)
+
+    @classmethod
+    def from_table(cls, table: Table, sed_type: str | None = None, format: str | None = None,
                    reference_model: SpectralModel | None = None) -> "FluxPoints":
-        """Flux points from a "gadf-sed" table (ours or gammapy's)."""
-        if format not in (None, "gadf-sed"):
-            raise ValueError(f"Only the 'gadf-sed' format is supported, got {format!r}")
+        """Flux points from a "gadf-sed" or "lightcurve" table (ours or gammapy's; guessed when None)."""
+        if format is None:
+            format = "lightcurve" if "time_min" in table.colnames else "gadf-sed"
+        if format not in TABLE_FORMATS:
+            raise ValueError(f"Unknown table format {format!r}; choose from {TABLE_FORMATS}")
+        if format == "lightcurve":
+            return cls._from_lightcurve_table(Table(table), sed_type, reference_model)
         table = Table(table)
         names = table.colnames
         sed_type = sed_type or table.meta.get("SED_TYPE")
@@ -365,7 +499,7 @@ class FluxPoints:
         return cls(data, e_min, e_max, e_ref, reference_model=reference_model, meta=meta)
 
     # --- files ------------------------------------------------------------------------------
-    def write(self, filename: Any, sed_type: str | None = None, format: str = "gadf-sed",
+    def write(self, filename: Any, sed_type: str | None = None, format: str | None = None,
               overwrite: bool = False) -> None:
         """Write an ECSV table (or a FITS ``FLUXPOINTS`` HDU when the name ends in .fits[.gz])."""
         path = Path(filename).expanduser()
@@ -378,9 +512,9 @@ class FluxPoints:
         table.write(path, format="ascii.ecsv", overwrite=overwrite)
 
     @classmethod
-    def read(cls, filename: Any, sed_type: str | None = None, format: str = "gadf-sed",
+    def read(cls, filename: Any, sed_type: str | None = None, format: str | None = None,
              reference_model: SpectralModel | None = None, **kwargs) -> "FluxPoints":
-        """Read an ECSV (or FITS) flux-point table written by us or by gammapy."""
+        """Read an ECSV (or FITS) flux-point table or light curve written by us or by gammapy."""
         path = Path(filename).expanduser()
         if ".fits" in path.suffixes:
             with fits.open(path) as hdulist:
@@ -409,6 +543,10 @@ class FluxPoints:
         ax : `~matplotlib.axes.Axes`
         """
         # imported here: the plotting code (and matplotlib) only when a plot is drawn
+        if self.has_time_axis:
+            from ..visualization.light_curve import plot_light_curve
+
+            return plot_light_curve(self, ax=ax, sed_type=sed_type, **kwargs)
         from ..visualization.spectral import plot_flux_points
 
         return plot_flux_points(self, ax=ax, sed_type=sed_type, **kwargs)
@@ -417,7 +555,8 @@ class FluxPoints:
         return len(self._e_ref)
 
     def __str__(self) -> str:
-        return (f"FluxPoints\n----------\n\n  n points         : {len(self)}\n"
+        n_time = f"  n time bins      : {len(self._time[0])}\n" if self.has_time_axis else ""
+        return (f"FluxPoints\n----------\n\n  n points         : {len(self)}\n{n_time}"
                 f"  quantities       : {self.available_quantities}\n"
                 f"  ref. model       : {type(self.reference_model).__name__}\n"
                 f"  sed type init    : {self.sed_type_init}\n")

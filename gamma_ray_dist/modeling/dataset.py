@@ -286,6 +286,28 @@ class Datasets(MutableSequence):
             total += d.stat_sum()
         return total
 
+    def select_time(self, time_min: Any, time_max: Any, atol: Any = "1e-6 s") -> "Datasets":
+        """Datasets whose GTIs lie entirely in ``[time_min, time_max]`` (gammapy's rule), in list order.
+
+        Parameters
+        ----------
+        time_min, time_max : `~astropy.time.Time`
+            Interval bounds.
+        atol : `~astropy.units.Quantity` or str
+            Tolerance of the comparison (default 1e-6 s). A dataset without GTI is never selected.
+        """
+        from astropy import units as u
+
+        atol = u.Quantity(atol)
+        selected = []
+        for d in self._datasets:
+            gti = getattr(d, "gti", None)
+            if gti is None or len(gti) == 0:
+                continue
+            if gti.time_start[0] >= time_min - atol and gti.time_stop[-1] <= time_max + atol:
+                selected.append(d)
+        return type(self)(selected)
+
     def copy(self) -> "Datasets":
         """Deep copy: models shared between datasets stay shared within the copy."""
         return copy.deepcopy(self)

@@ -3,7 +3,7 @@
 Pure functions taking the package objects and an optional matplotlib ``ax``; matplotlib is imported
 only when a function is called. The gammapy-named methods (``WcsNDMap.plot``/``plot_grid``,
 ``Observation.peek``, ``MapDataset.plot_residuals*``/``plot_npred_signal``, ``SpectralModel.plot``/
-``plot_error``, ``FluxPoints.plot``) are defined on those classes and call these functions, importing
+``plot_error``, ``FluxPoints.plot``, light curves included) are defined on those classes and call these functions, importing
 them when called: this package sits above the science packages and none of them imports it at load.
 """
 from ._mpl import MISSING_MATPLOTLIB
@@ -18,6 +18,7 @@ from .datasets import (
     residuals_spatial_map,
     residuals_spectral,
 )
+from .light_curve import light_curve_values, plot_light_curve
 from .maps import add_colorbar, plot_grid, plot_map
 from .observation import (
     events_counts_image,
@@ -47,5 +48,5 @@ __all__ = [
     "plot_npred_signal", "npred_signal_spectra", "plot_residuals_spatial", "plot_residuals_spectral",
     "plot_residuals", "residuals_spatial_map", "residuals_spectral", "compute_residuals", "RESIDUAL_LABELS",
     "plot_spectrum", "plot_spectrum_error", "plot_flux_points", "spectrum_values", "spectrum_error_values",
-    "flux_points_values", "DEFAULT_UNIT",
+    "flux_points_values", "DEFAULT_UNIT", "plot_light_curve", "light_curve_values",
 ]
