@@ -52,6 +52,7 @@ from ..modeling.models.spatial import PointSpatialModel
 from .convolution import apply_edisp_values, convolve_points_same, convolve_same
 from .irf_maps import overlap_fraction
 from .psf_kernel_maker import PSFKernelMaker
+from .stat_terms import ModelStatTerms
 
 __all__ = [
     "MapEvaluator",
@@ -257,6 +258,8 @@ class MapEvaluator:
         self._spatial_cache: tuple = (None, None)
         self._spectral_cache: tuple = (None, None)
         self._npred_cache: tuple = (None, None)
+        self._terms_cache: tuple = (None, None)  # (template key, static token) -> ModelStatTerms
+        self._contribution_cache: tuple = (None, None)
         self._kernel_maker: Optional[tuple] = None  # (dataset token, PSFKernelMaker)
         self.n_updates = 0  # number of setups computed (diagnostics, tests)
 
@@ -405,6 +408,44 @@ class MapEvaluator:
         self._npred_cache = (key, npred)
         return setup.slices, npred
 
+    def stat_contribution(self, dataset, static):
+        """This model's part of the Cash statistic (`stat_terms.cash_from_terms`).
+
+        Returns
+        -------
+        tuple, None or False
+            ``(masked npred sum, indices of the counted bins in the cutout, npred there)`` (a cached
+            object, returned again while the parameters and the setup do not change), None when the model
+            does not contribute, False when the decomposition does not apply (negative or non-finite
+            template or spectral weights: the dataset uses the dense path).
+        """
+        if self.model.spatial_model is None:
+            raise NotImplementedError(f"Model {self.model.name!r}: SkyModel without a spatial model "
+                                      "is not supported on a MapDataset")
+        setup = self.setup
+        if self.needs_update(dataset):
+            setup = self.update(dataset)
+        if not setup.contributes:
+            return None
+        template = self._spatial_template(setup, setup.geom.frame)
+        terms_key = (self._spatial_cache[0], static.token)
+        if self._terms_cache[0] != terms_key:
+            self._terms_cache = (terms_key, ModelStatTerms.from_template(template, setup.slices, static))
+            self._contribution_cache = (None, None)
+        terms = self._terms_cache[1]
+        if not terms.usable:
+            return False
+        key = (terms_key, self.model.spectral_model.cache_key())
+        if self._contribution_cache[0] == key:
+            return self._contribution_cache[1]
+        weights = self._spectral_flux(setup.energy_true_edges)[:, None] * setup.edisp
+        if not (np.all(np.isfinite(weights)) and np.all(weights >= 0)):
+            return False
+        total, values = terms.contribution(weights)
+        result = (total, terms.nz_index, values)
+        self._contribution_cache = (key, result)
+        return result
+
     def reset(self) -> None:
         """Forget the setup and all caches (e.g. after editing dataset maps in place)."""
         self.setup = None
@@ -412,3 +453,5 @@ class MapEvaluator:
         self._spatial_cache = (None, None)
         self._spectral_cache = (None, None)
         self._npred_cache = (None, None)
+        self._terms_cache = (None, None)
+        self._contribution_cache = (None, None)

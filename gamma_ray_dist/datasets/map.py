@@ -340,6 +340,7 @@ class MapDataset(MapDatasetEvaluation, Dataset):
             self.meta_table = hstack_meta_tables(self.meta_table, other.meta_table)
         elif other.meta_table is not None:
             self.meta_table = other.meta_table.copy()
+        self.reset_evaluators()  # maps were edited in place: cached cutouts and statistic terms are stale
 
     def _apply_partial(self, p: PartialDataset) -> None:
         fine = window_slices(p.fine_bounds)
