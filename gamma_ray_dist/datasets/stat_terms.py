@@ -19,7 +19,9 @@ A spectral or background-norm step therefore never touches the full map. Compare
 sums run in another order (relative differences ~1e-15 of the statistic) and bins with ``mu < 1e-25``
 contribute ``mu`` instead of the truncation value 1e-25 (at most ``1e-25`` per bin, far below any
 meaningful difference); the log term is truncated exactly as the dense path. Whenever a term could be
-negative or non-finite the dataset falls back to the dense path (`MapDatasetEvaluation.stat_sum`).
+negative or non-finite the dataset falls back to the dense path (`MapDatasetEvaluation.stat_sum`); FFT
+round-off negatives of a convolved template (above ``-1e-10`` of its peak) are kept as they are (the dense
+path clips ``mu`` at 0 there: a difference below ``1e-10`` of the peak per bin).
 
 `CashStatic` depends only on the counts, background and masks, keyed on the identity of those maps and of
 their data arrays: replacing a map invalidates it; in-place edits of their data need
@@ -34,7 +36,9 @@ import numpy as np
 
 from ..stats import _LOG_TRUNCATION_SUM, TRUNCATION_VALUE
 
-__all__ = ["CashStatic", "ModelStatTerms", "static_token", "cash_from_terms"]
+__all__ = ["CashStatic", "ModelStatTerms", "static_token", "cash_from_terms", "NEGATIVE_ROUNDOFF"]
+
+NEGATIVE_ROUNDOFF = 1e-10  # template values above -NEGATIVE_ROUNDOFF * max count as round-off zeros
 
 
 def static_token(dataset) -> tuple:
@@ -136,7 +140,10 @@ class ModelStatTerms:
     @classmethod
     def from_template(cls, template: np.ndarray, slices: tuple, static: CashStatic) -> "ModelStatTerms":
         """Terms of a ``(n_true, ny, nx)`` template placed at ``slices`` of the dataset image."""
-        if not (np.all(np.isfinite(template)) and np.all(template >= 0)):
+        # FFT convolution leaves round-off negatives (~1e-17 of the peak) where the template is 0; they
+        # change the masked sum by less than that, not the sign of mu where it matters (bins with counts
+        # are computed exactly): only real negatives send the dataset to the dense path
+        if not np.all(np.isfinite(template)) or template.min(initial=0.0) < -NEGATIVE_ROUNDOFF * template.max(initial=0.0):
             return cls(False)
         n_true = template.shape[0]
         flat = template.reshape(n_true, -1)
