@@ -447,11 +447,23 @@ class MapEvaluator:
 
     def _spectral_flux(self, energy_true_edges: np.ndarray) -> np.ndarray:
         """Integral flux per true-energy bin (cm-2 s-1), cached on spectral values."""
-        key = self.model.spectral_model.cache_key()
+        spectral = self.model.spectral_model
+        key = spectral.cache_key()
         if self._spectral_cache[0] == key:
             return self._spectral_cache[1]
-        flux = np.asarray(self.model.spectral_model.integral_values(energy_true_edges[:-1], energy_true_edges[1:]),
-                          dtype=float)
+        # one model shared by many datasets (a joint fit): the integral is kept on the model object for
+        # the last (values, edges), so each spectral step integrates once, not once per dataset; the key
+        # holds the model's id and values, a copy of the model misses
+        memo = getattr(spectral, "_integral_memo", None)
+        if memo is not None and memo[0] == key and np.array_equal(memo[1], energy_true_edges):
+            flux = memo[2]
+        else:
+            flux = np.array(spectral.integral_values(energy_true_edges[:-1], energy_true_edges[1:]), dtype=float)
+            flux.setflags(write=False)
+            try:
+                spectral._integral_memo = (key, np.array(energy_true_edges, dtype=float), flux)
+            except AttributeError:  # a model class with __slots__: no sharing
+                pass
         self._spectral_cache = (key, flux)
         return flux
 
