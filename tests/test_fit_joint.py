@@ -124,7 +124,7 @@ def joint(request, hess_dr1, tmp_path_factory):
             paths.append(directory / f"{ds.name}.fits.gz")
             ds.write(paths[-1])
         # both fits start with each run's norm at the FoV maker's value (as a reduction that keeps the
-        # maker's background model would): same optimisation problem, ~1/3 fewer evaluations
+        # maker's background model would): the same optimisation problem for both
         norms = {ds.name: float(ds.background_model.spectral_model.norm.value) for ds in gp_runs}
         gp_datasets = read_joint(gp, gp_datasets_cls, paths, key, norms)
         gp_result = gp.Fit().run(gp_datasets)
