@@ -5,18 +5,22 @@ Conventions follow gammapy 2.1 (``WcsNDMap.convolve`` with ``mode="same"`` and
 pixel ``k // 2`` is the zero offset, images are ``(..., ny, nx)``; an image plane ``i`` is convolved with
 kernel plane ``i``.
 
-Two convolution paths give the same numbers (up to rounding):
+Three convolution paths give the same numbers (up to rounding):
 
-- `convolve_same`: FFT convolution of full images (extended sources);
+- `convolve_same`: FFT convolution of full images;
+- `KernelFFT`: the same for many images of one shape with one kernel (extended sources in a fit: the
+  kernel is fixed while the source stays near its anchor): the kernel's transform is computed once and a
+  2D image is transformed once for all energy planes, ~3x cheaper than `convolve_same` per image;
 - `convolve_points_same`: shift-and-add of the kernel for images with a handful of non-zero pixels
   (a point source has at most 4), exact and about 100x cheaper than an FFT of the cutout.
 """
 from __future__ import annotations
 
 import numpy as np
+from scipy import fft as sp_fft
 from scipy.signal import fftconvolve
 
-__all__ = ["convolve_same", "convolve_points_same", "apply_edisp_values"]
+__all__ = ["convolve_same", "convolve_points_same", "apply_edisp_values", "KernelFFT"]
 
 
 def _check_kernel(kernel: np.ndarray) -> np.ndarray:
@@ -49,6 +53,50 @@ def convolve_same(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     elif image.shape[0] != kernel.shape[0]:
         raise ValueError(f"image has {image.shape[0]} energy planes, kernel {kernel.shape[0]}")
     return fftconvolve(image, kernel, mode="same", axes=(-2, -1))
+
+
+class KernelFFT:
+    """"Same"-size FFT convolution of ``(ny, nx)`` images with a fixed per-energy kernel.
+
+    Parameters
+    ----------
+    kernel : ndarray, shape (n_energy, k, k)
+        Odd-sized kernel planes (not copied: do not modify).
+    shape : (ny, nx)
+        Image shape.
+
+    Notes
+    -----
+    Same definition as `convolve_same` (full linear convolution, cropped to the image centred as
+    ``fftconvolve(mode="same")``); the transforms are zero-padded to fast lengths >= ``n + k - 1``, so no
+    wrap-around. Results agree with `convolve_same` to float rounding (~1e-16 of the peak).
+    """
+
+    def __init__(self, kernel: np.ndarray, shape: tuple[int, int]):
+        kernel = _check_kernel(kernel)
+        self.kernel = kernel
+        self.shape = (int(shape[0]), int(shape[1]))
+        k = kernel.shape[-1]
+        self._fshape = tuple(sp_fft.next_fast_len(n + k - 1, real=True) for n in self.shape)
+        self._kernel_ft = sp_fft.rfft2(kernel, s=self._fshape, axes=(-2, -1))
+        c = (k - 1) // 2
+        self._crop = (slice(None), slice(c, c + self.shape[0]), slice(c, c + self.shape[1]))
+
+    def convolve(self, image: np.ndarray) -> np.ndarray:
+        """Convolve a 2D image with every kernel plane (or plane i of a 3D image with kernel plane i).
+
+        Returns
+        -------
+        ndarray, shape (n_energy, ny, nx)
+        """
+        image = np.asarray(image, dtype=float)
+        if image.shape[-2:] != self.shape:
+            raise ValueError(f"image shape {image.shape[-2:]} differs from the kernel's image shape {self.shape}")
+        if image.ndim == 3 and image.shape[0] != self._kernel_ft.shape[0]:
+            raise ValueError(f"image has {image.shape[0]} energy planes, kernel {self._kernel_ft.shape[0]}")
+        image_ft = sp_fft.rfft2(image, s=self._fshape, axes=(-2, -1))
+        full = sp_fft.irfft2(image_ft * self._kernel_ft, s=self._fshape, axes=(-2, -1))
+        return np.ascontiguousarray(full[self._crop])
 
 
 def convolve_points_same(iy: np.ndarray, ix: np.ndarray, weights: np.ndarray, shape: tuple[int, int],

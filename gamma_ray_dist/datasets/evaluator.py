@@ -49,9 +49,10 @@ from ..modeling.models.pixel_integration import (
     upsampled_pixel_centers,
 )
 from ..modeling.models.spatial import PointSpatialModel
-from .convolution import apply_edisp_values, convolve_points_same, convolve_same
+from .convolution import KernelFFT, apply_edisp_values, convolve_points_same
 from .irf_maps import overlap_fraction
 from .psf_kernel_maker import PSFKernelMaker
+from .stat_terms import ModelStatTerms
 
 __all__ = [
     "MapEvaluator",
@@ -119,7 +120,66 @@ def point_source_pixels(x0: float, y0: float, nx: int, ny: int) -> tuple[np.ndar
     return iy[keep].astype(int), ix[keep].astype(int), w[keep]
 
 
-def extended_source_fraction(spatial_model, geom, geom_frame: str) -> np.ndarray:
+def _inner_window(geom, lon: float, lat: float, width: float) -> Optional[tuple]:
+    """The pixel window ``geom.cutout(position, width)`` ("trim") selects, by the arithmetic of
+    ``Cutout2D`` (``all_world2pix``, ``overlap_slices``) without building a SkyCoord; None if unsure."""
+    from astropy.nddata.utils import NoOverlapError, PartialOverlapError, overlap_slices
+
+    scales = geom.pixel_scales.to_value("deg")  # (x, y)
+    width_npix = np.clip(np.array([width, width]) / scales, 1, None)
+    x, y = geom.wcs.all_world2pix(np.array([lon]), np.array([lat]), 0)
+    if not (np.isfinite(x[0]) and np.isfinite(y[0])):
+        return None
+    ny, nx = geom.data_shape[-2:]
+    size = (int(np.round(width_npix[1])), int(np.round(width_npix[0])))
+    try:
+        large, _ = overlap_slices((ny, nx), size, (float(y[0]), float(x[0])), mode="trim")
+    except (NoOverlapError, PartialOverlapError, ValueError):
+        return None
+    return tuple((sl.start, sl.stop) for sl in large)
+
+
+@dataclass(frozen=True)
+class _OversampledGrid:
+    """Oversampled pixel centres of an inner window, in the model frame (what `extended_source_fraction`
+    evaluates the model on), and where the window sits in the image."""
+
+    lon: np.ndarray
+    lat: np.ndarray
+    parent: tuple
+    cutout: tuple
+
+
+def _oversampled_grid(geom, lon0: float, lat0: float, width: float, factor: int, geom_frame: str,
+                      frame: str, cache: Optional[dict]) -> Optional[_OversampledGrid]:
+    """`_OversampledGrid` of the window of ``width`` around (lon0, lat0) (geom frame); None when that
+    window does not overlap the image. Memoised in ``cache`` per (geom, window, factor, frames) once the
+    window arithmetic is checked against ``geom.cutout``."""
+    window = _inner_window(geom, lon0, lat0, width)
+    key = (window, factor, geom_frame, frame)
+    if cache is not None and window is not None:
+        hit = cache.get(key)
+        if hit is not None and hit[0] is geom:
+            return hit[1]
+    try:
+        inner = geom.cutout(SkyCoord(lon0, lat0, unit="deg", frame=geom_frame), width)
+    except Exception:  # no overlap: gammapy falls back to pixel centres on the whole image
+        return None
+    iny, inx = inner.data_shape[-2:]
+    x, y = upsampled_pixel_centers(inx, iny, factor)
+    lon, lat = inner.wcs.wcs_pix2world(x, y, 0)
+    lon, lat = transform_lonlat(lon, lat, geom_frame, frame)
+    info = inner.cutout_slices(geom)
+    grid = _OversampledGrid(lon, lat, tuple(info["parent-slices"]), tuple(info["cutout-slices"]))
+    parent = tuple((sl.start, sl.stop) for sl in grid.parent)
+    if cache is not None and window is not None and parent == window and grid.cutout == (slice(0, iny), slice(0, inx)):
+        if len(cache) > 64:
+            cache.clear()
+        cache[key] = (geom, grid)
+    return grid
+
+
+def extended_source_fraction(spatial_model, geom, geom_frame: str, cache: Optional[dict] = None) -> np.ndarray:
     """Fraction of an extended source's flux in each pixel of an image geometry (gammapy ``integrate_geom``).
 
     The model is integrated with the rectangle rule (pixel-centre value times solid angle); on a cutout
@@ -135,6 +195,9 @@ def extended_source_fraction(spatial_model, geom, geom_frame: str) -> np.ndarray
         Image geometry (the model-evaluation cutout).
     geom_frame : str
         Frame of ``geom``.
+    cache : dict, optional
+        Memo of the oversampled pixel coordinates per window (a fit moves the source by less than a
+        pixel most of the time): pass the same dict on repeated calls for one ``geom``.
 
     Returns
     -------
@@ -144,32 +207,34 @@ def extended_source_fraction(spatial_model, geom, geom_frame: str) -> np.ndarray
     frame = spatial_model.frame
     pix_scale = float(np.max(geom.pixel_scales.to_value("deg")))
     radius = spatial_model.evaluation_radius
-    inner = None
+    grid = None
     factor = None
     if radius is not None:
-        lon0, lat0 = transform_lonlat(spatial_model.lon_0.quantity.to_value("deg"),
-                                      spatial_model.lat_0.quantity.to_value("deg"), frame, geom_frame)
+        lon0, lat0 = transform_lonlat(_deg(spatial_model.lon_0), _deg(spatial_model.lat_0), frame, geom_frame)
         width = 2 * max(float(radius.to_value("deg")), pix_scale)
-        try:
-            inner = geom.cutout(SkyCoord(float(lon0), float(lat0), unit="deg", frame=geom_frame), width)
-        except Exception:  # no overlap: gammapy falls back to pixel centres on the whole image
-            inner, factor = None, 1
-    if factor is None:
+        factor = oversampling_factor(spatial_model.evaluation_bin_size_min, pix_scale)
+        if factor > 1:
+            grid = _oversampled_grid(geom, float(lon0), float(lat0), width, factor, geom_frame, frame, cache)
+            if grid is None:
+                factor = 1
+    else:
         factor = oversampling_factor(spatial_model.evaluation_bin_size_min, pix_scale)
 
     result = np.zeros((ny, nx))
-    if factor > 1 and inner is not None:
-        iny, inx = inner.data_shape[-2:]
-        x, y = upsampled_pixel_centers(inx, iny, factor)
-        lon, lat = inner.wcs.wcs_pix2world(x, y, 0)
-        lon, lat = transform_lonlat(lon, lat, geom_frame, frame)
-        values = spatial_model.evaluate_values(lon, lat)
+    if factor > 1 and grid is not None:
+        values = spatial_model.evaluate_values(grid.lon, grid.lat)
         block = integrate_oversampled(values, factor, 1.0)  # mean brightness per inner pixel
-        info = inner.cutout_slices(geom)
-        result[info["parent-slices"]] = block[info["cutout-slices"]]
+        result[grid.parent] = block[grid.cutout]
     else:
-        lon, lat = geom.pixel_centers()
-        lon, lat = transform_lonlat(lon, lat, geom_frame, frame)
+        key = ("centres", geom_frame, frame)
+        hit = None if cache is None else cache.get(key)
+        if hit is not None and hit[0] is geom:
+            lon, lat = hit[1]
+        else:
+            lon, lat = geom.pixel_centers()
+            lon, lat = transform_lonlat(lon, lat, geom_frame, frame)
+            if cache is not None:
+                cache[key] = (geom, (lon, lat))
         result = np.nan_to_num(np.asarray(spatial_model.evaluate_values(lon, lat), dtype=float))
     return result * geom.solid_angle_values()
 
@@ -257,6 +322,10 @@ class MapEvaluator:
         self._spatial_cache: tuple = (None, None)
         self._spectral_cache: tuple = (None, None)
         self._npred_cache: tuple = (None, None)
+        self._terms_cache: tuple = (None, None)  # (template key, static token) -> ModelStatTerms
+        self._contribution_cache: tuple = (None, None)
+        self._kernel_fft: tuple = (None, None)  # (setup, KernelFFT of its PSF kernel)
+        self._grid_cache: tuple = (None, None)  # (setup, memo of extended_source_fraction)
         self._kernel_maker: Optional[tuple] = None  # (dataset token, PSFKernelMaker)
         self.n_updates = 0  # number of setups computed (diagnostics, tests)
 
@@ -363,19 +432,38 @@ class MapEvaluator:
                 spatial = np.zeros((1, ny, nx))
                 spatial[0, iy, ix] = w
         else:
-            image = extended_source_fraction(sm, cut, geom_frame)
-            spatial = convolve_same(image, setup.psf_kernel) if setup.psf_kernel is not None else image[None]
+            if self._grid_cache[0] is not setup:
+                self._grid_cache = (setup, {})
+            image = extended_source_fraction(sm, cut, geom_frame, cache=self._grid_cache[1])
+            if setup.psf_kernel is None:
+                spatial = image[None]
+            else:
+                if self._kernel_fft[0] is not setup:  # the kernel is fixed per setup: transform it once
+                    self._kernel_fft = (setup, KernelFFT(setup.psf_kernel, (ny, nx)))
+                spatial = self._kernel_fft[1].convolve(image)
         template = spatial * setup.exposure
         self._spatial_cache = (key, template)
         return template
 
     def _spectral_flux(self, energy_true_edges: np.ndarray) -> np.ndarray:
         """Integral flux per true-energy bin (cm-2 s-1), cached on spectral values."""
-        key = self.model.spectral_model.cache_key()
+        spectral = self.model.spectral_model
+        key = spectral.cache_key()
         if self._spectral_cache[0] == key:
             return self._spectral_cache[1]
-        flux = np.asarray(self.model.spectral_model.integral_values(energy_true_edges[:-1], energy_true_edges[1:]),
-                          dtype=float)
+        # one model shared by many datasets (a joint fit): the integral is kept on the model object for
+        # the last (values, edges), so each spectral step integrates once, not once per dataset; the key
+        # holds the model's id and values, a copy of the model misses
+        memo = getattr(spectral, "_integral_memo", None)
+        if memo is not None and memo[0] == key and np.array_equal(memo[1], energy_true_edges):
+            flux = memo[2]
+        else:
+            flux = np.array(spectral.integral_values(energy_true_edges[:-1], energy_true_edges[1:]), dtype=float)
+            flux.setflags(write=False)
+            try:
+                spectral._integral_memo = (key, np.array(energy_true_edges, dtype=float), flux)
+            except AttributeError:  # a model class with __slots__: no sharing
+                pass
         self._spectral_cache = (key, flux)
         return flux
 
@@ -405,6 +493,44 @@ class MapEvaluator:
         self._npred_cache = (key, npred)
         return setup.slices, npred
 
+    def stat_contribution(self, dataset, static):
+        """This model's part of the Cash statistic (`stat_terms.cash_from_terms`).
+
+        Returns
+        -------
+        tuple, None or False
+            ``(masked npred sum, indices of the counted bins in the cutout, npred there)`` (a cached
+            object, returned again while the parameters and the setup do not change), None when the model
+            does not contribute, False when the decomposition does not apply (negative or non-finite
+            template or spectral weights: the dataset uses the dense path).
+        """
+        if self.model.spatial_model is None:
+            raise NotImplementedError(f"Model {self.model.name!r}: SkyModel without a spatial model "
+                                      "is not supported on a MapDataset")
+        setup = self.setup
+        if self.needs_update(dataset):
+            setup = self.update(dataset)
+        if not setup.contributes:
+            return None
+        template = self._spatial_template(setup, setup.geom.frame)
+        terms_key = (self._spatial_cache[0], static.token)
+        if self._terms_cache[0] != terms_key:
+            self._terms_cache = (terms_key, ModelStatTerms.from_template(template, setup.slices, static))
+            self._contribution_cache = (None, None)
+        terms = self._terms_cache[1]
+        if not terms.usable:
+            return False
+        key = (terms_key, self.model.spectral_model.cache_key())
+        if self._contribution_cache[0] == key:
+            return self._contribution_cache[1]
+        weights = self._spectral_flux(setup.energy_true_edges)[:, None] * setup.edisp
+        if not (np.all(np.isfinite(weights)) and np.all(weights >= 0)):
+            return False
+        total, values = terms.contribution(weights)
+        result = (total, terms.nz_index, values)
+        self._contribution_cache = (key, result)
+        return result
+
     def reset(self) -> None:
         """Forget the setup and all caches (e.g. after editing dataset maps in place)."""
         self.setup = None
@@ -412,3 +538,7 @@ class MapEvaluator:
         self._spatial_cache = (None, None)
         self._spectral_cache = (None, None)
         self._npred_cache = (None, None)
+        self._terms_cache = (None, None)
+        self._contribution_cache = (None, None)
+        self._kernel_fft = (None, None)
+        self._grid_cache = (None, None)

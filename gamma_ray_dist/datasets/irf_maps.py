@@ -215,6 +215,14 @@ class PSFMap(IRFMap):
         """Zero PSF map and exposure (``geom.squash("rad")``) on ``geom``."""
         return cls(Map.from_geom(geom, unit="sr-1"), Map.from_geom(geom.squash("rad"), unit="m2 s"))
 
+    def psf_values_sr(self) -> np.ndarray:
+        """PSF map data in sr-1 as float64 (files written by gammapy 2.x hold deg-2)."""
+        data = np.asarray(self.psf_map.data, dtype=float)
+        unit = self.psf_map.unit
+        if unit is None or unit == u.dimensionless_unscaled or unit == u.Unit("sr-1"):
+            return data
+        return data * u.Unit(unit).to("sr-1")
+
     def containment_radius(self, fraction: float, energy_true, position: Optional[SkyCoord] = None) -> u.Quantity:
         """Containment radius (deg) at ``energy_true`` and a sky position (default: map centre)."""
         geom = self.psf_map.geom
@@ -223,7 +231,7 @@ class PSFMap(IRFMap):
         energy = u.Quantity(energy_true, e_axis.unit).value
         x, y = self._pix(position)
         radius = containment_radius_values(
-            np.asarray(self.psf_map.data, float), geom.axes["rad"].edges.to_value("deg"),
+            self.psf_values_sr(), geom.axes["rad"].edges.to_value("deg"),
             e_axis.edges.value, fraction, energy, x, y,
         )
         return u.Quantity(radius, "deg")
@@ -275,13 +283,14 @@ class PSFMap(IRFMap):
         center_lonlat = (sph.lon.deg, sph.lat.deg)
         x, y = self._pix(position)
         kernel_energy = geom.axes["energy_true"].center
+        psf_values = self.psf_values_sr()
         data = np.zeros(kernel_geom.data_shape)
         for i, radius in enumerate(radii[: data.shape[0]]):
             n_i = int(round_up_to_odd(2 * radius / binsz))
             wcs_i = WcsGeom.create(npix=n_i, **kw).wcs
 
             def profile(rad, e=kernel_energy[i]):
-                return psf_profile_values(self.psf_map.data, psf_geom.axes["rad"], e_axis, e,
+                return psf_profile_values(psf_values, psf_geom.axes["rad"], e_axis, e,
                                           u.Quantity(rad, "deg"), x, y)
 
             image = kernel_image(profile, wcs_i, n_i, factors[i], center_lonlat)

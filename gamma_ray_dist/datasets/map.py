@@ -350,6 +350,7 @@ class MapDataset(MapDatasetEvaluation, Dataset):
             self.meta_table = hstack_meta_tables(self.meta_table, other.meta_table)
         elif other.meta_table is not None:
             self.meta_table = other.meta_table.copy()
+        self.reset_evaluators()  # maps were edited in place: cached cutouts and statistic terms are stale
 
     def to_masked(self, name: Optional[str] = None, nan_to_num: bool = True) -> "MapDataset":
         """This dataset stacked onto an empty one of its geometries, as gammapy (data outside the safe

@@ -21,6 +21,7 @@ import numpy as np
 from ..maps import Map, MapAxis
 from ..stats import _LOG_TRUNCATION_SUM, TRUNCATION_VALUE, cash
 from .evaluator import MapEvaluator
+from .stat_terms import CashStatic, cash_from_terms, static_token
 
 __all__ = ["MapDatasetEvaluation", "RESIDUAL_METHODS"]
 
@@ -187,7 +188,47 @@ class MapDatasetEvaluation:
         """Cash statistic summed over ``mask_safe & mask_fit`` (gammapy's ``cash_sum``, no constant term)."""
         if self.counts is None:
             raise ValueError(f"Dataset {self.name!r} has no counts: cannot compute the statistic")
+        value = self._stat_sum_from_terms()
+        if value is not None:
+            return value
+        return self._stat_sum_dense()
+
+    def _stat_sum_dense(self) -> float:
+        """`stat_sum` on the full npred map (the reference the decomposed path is tested against)."""
         return cash_sum_sparse(self.counts.data, self._npred_values(), self._mask_values())
+
+    def _stat_sum_from_terms(self) -> Optional[float]:
+        """`stat_sum` from precomputed sums (`stat_terms`), or None when it does not apply.
+
+        The result is cached on the *objects* it is computed from (the static terms, the background
+        factor array, each model's contribution), which the caches below return unchanged exactly while
+        the parameter values they are keyed on do not change; holding them keeps their ids unique.
+        """
+        static = getattr(self, "_cash_static", None)
+        if static is None or static.token != static_token(self):
+            static = CashStatic.from_dataset(self)
+            self._cash_static = static
+        if not static.usable:
+            return None
+        factor = self._background_factor_values()
+        flat = factor.reshape(-1)
+        if flat.size != static.background_sums.size or not (np.all(np.isfinite(flat)) and np.all(flat >= 0)):
+            return None
+        parts = [static, factor]
+        pieces = []
+        for evaluator in self.evaluators.values():
+            piece = evaluator.stat_contribution(self, static)
+            if piece is False:
+                return None
+            parts.append(piece)
+            if piece is not None:
+                pieces.append(piece)
+        cache = getattr(self, "_stat_cache", None)
+        if cache is not None and len(cache[0]) == len(parts) and all(a is b for a, b in zip(cache[0], parts)):
+            return cache[1]
+        value = cash_from_terms(static, flat, pieces)
+        self._stat_cache = (parts, value)
+        return value
 
     # -- fit prechecks (hooks of `Dataset`, used by `Fit` before MIGRAD) --------------------------
     def fit_precheck(self) -> list[str]:
@@ -287,5 +328,9 @@ class MapDatasetEvaluation:
         self.counts = Map.from_geom(self._geom, data=counts, dtype=float)
 
     def reset_evaluators(self) -> None:
-        """Drop evaluators and caches (needed only after editing exposure/PSF/EDisp/mask data in place)."""
+        """Drop evaluators and caches (needed only after editing counts/background/exposure/PSF/EDisp/mask
+        data in place; replacing a map is detected)."""
         self._evaluators = {}
+        self._cash_static = None
+        self._stat_cache = None
+        self._background_factor_cache = (None, None)

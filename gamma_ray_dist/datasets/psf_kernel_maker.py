@@ -91,7 +91,7 @@ class PSFKernelMaker:
 
     def __init__(self, psf, geom):
         psf_geom = psf.psf_map.geom
-        self._data = np.asarray(psf.psf_map.data, dtype=float)
+        self._data = psf.psf_values_sr()  # the containment needs sr-1 (gammapy writes deg-2)
         self._image_geom = psf_geom.to_image()
         self._frame = psf_geom.frame
         self._rad_axis = psf_geom.axes["rad"]

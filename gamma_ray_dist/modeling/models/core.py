@@ -101,8 +101,9 @@ class ModelBase:
         The object identity is part of the key, so replacing a model by another one (even with equal
         values) invalidates; models that wrap other models extend the key with the wrapped model's.
         """
+        # the unit object itself (immutable; tuple comparison tries identity first) instead of its string
         return (id(self), getattr(self, "frame", None),
-                tuple((getattr(self, n).value, str(getattr(self, n).unit)) for n in self._parameter_names))
+                tuple((p._value, p._unit) for p in [getattr(self, n) for n in self._parameter_names]))
 
     def parameter_values(self) -> dict[str, float]:
         """``{name: value}`` in each parameter's own unit (hot-path helper)."""
