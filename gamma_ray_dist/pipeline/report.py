@@ -15,6 +15,8 @@
   ``significance_map.png``, the significance (``sqrt_ts``) of the TS map (else the excess map) with
   the fitted source positions marked, and ``significance_distribution.png``, the significance
   distribution outside the exclusion regions with its fitted Gaussian and the standard normal;
+- with ``light_curve`` (`FluxPoints` with a time axis): ``light_curve.png`` (flux vs time, one
+  series per energy bin) and a light-curve table;
 - ``report.md``: links to the figures, fit summary, parameters, flux points, reduction summary and
   timings.
 
@@ -38,7 +40,7 @@ from astropy import units as u
 
 from .outputs import atomic_write, write_text
 
-__all__ = ["write_report", "FIGURES", "SKY_MAP_FIGURES", "FIGURE_SIZES", "DPI", "MISSING_PLOT_NOTE"]
+__all__ = ["write_report", "FIGURES", "SKY_MAP_FIGURES", "LIGHT_CURVE_FIGURES", "FIGURE_SIZES", "DPI", "MISSING_PLOT_NOTE"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,8 @@ log = logging.getLogger(__name__)
 FIGURES = ("counts", "npred_signal", "residuals_spatial", "residuals", "spectrum")
 #: Figures of the sky maps (made when ``write_report`` gets ``sky_maps``), after `FIGURES`.
 SKY_MAP_FIGURES = ("significance_map", "significance_distribution")
+#: The light-curve figure (made when ``write_report`` gets ``light_curve``), last.
+LIGHT_CURVE_FIGURES = ("light_curve",)
 #: Figure sizes in inches (PNG pixel size = size * DPI; no tight bounding box).
 FIGURE_SIZES = {
     "counts": (6.0, 5.0),
@@ -176,6 +180,7 @@ def _parameter_rows(models: Any) -> list[list[str]]:
 
 #: Unit of the flux points' dnde in the report, written as everywhere else (gammapy's FITS format).
 DNDE_UNIT = u.Unit("cm-2 s-1 TeV-1").to_string("fits")
+FLUX_UNIT = u.Unit("cm-2 s-1").to_string("fits")
 
 
 def _quantity_values(fp: Any, name: str, unit: str | None = None):
@@ -208,6 +213,33 @@ def _flux_points_rows(flux_points: Any) -> list[list[str]]:
             row.append("" if values is None or i >= values.size else _fmt(values[i], specs[key]))
         rows.append(row)
     return rows
+
+
+def _light_curve_section(light_curve: Any) -> list[str]:
+    """One row per time bin and energy bin: the bin, flux (or its upper limit), TS; empty bins marked."""
+    table = light_curve.to_table(sed_type="flux", format="lightcurve")
+    unit = FLUX_UNIT
+    flux = np.atleast_2d(table["flux"].quantity.to_value(unit))
+    flux_err = np.atleast_2d(table["flux_err"].quantity.to_value(unit)) if "flux_err" in table.colnames else None
+    ts = np.atleast_2d(np.asarray(table["ts"])) if "ts" in table.colnames else None
+    is_ul = np.atleast_2d(np.asarray(table["is_ul"], dtype=bool)) if "is_ul" in table.colnames else None
+    flux_ul = (np.atleast_2d(table["flux_ul"].quantity.to_value(unit)) if "flux_ul" in table.colnames else None)
+    e_min = np.atleast_2d(table["e_min"].quantity.to_value("TeV"))
+    e_max = np.atleast_2d(table["e_max"].quantity.to_value("TeV"))
+    rows = []
+    for i in range(len(table)):
+        for j in range(flux.shape[1]):
+            if not np.isfinite(flux[i, j]) and (ts is None or not np.isfinite(ts[i, j])):
+                value, err = "no data", ""
+            elif is_ul is not None and is_ul[i, j] and flux_ul is not None:
+                value, err = f"< {flux_ul[i, j]:.3e}", "(UL)"
+            else:
+                value = f"{flux[i, j]:.3e}"
+                err = "" if flux_err is None else f"{flux_err[i, j]:.3e}"
+            rows.append([f"{table['time_min'][i]:.5f}", f"{table['time_max'][i]:.5f}",
+                         f"{e_min[i, j]:.3g}-{e_max[i, j]:.3g}", value, err,
+                         "" if ts is None or not np.isfinite(ts[i, j]) else f"{ts[i, j]:.2f}"])
+    return [_md_table(["MJD start", "MJD stop", "energy [TeV]", f"flux [{unit}]", "flux_err", "ts"], rows)]
 
 
 def _reduction_section(reduction: Mapping) -> list[str]:
@@ -433,7 +465,7 @@ def _matplotlib_available() -> bool:
 def write_report(out_dir, dataset, models=None, fit_result=None, flux_points=None, timings=None,
                  reduction=None, source=None, exclusion_region=None,
                  title: str = "gamma_ray_dist run", sky_maps: Mapping | None = None,
-                 fitted_models: Any = None) -> dict[str, Path]:
+                 fitted_models: Any = None, light_curve: Any = None) -> dict[str, Path]:
     """Write the run's figures (PNG) and ``report.md`` into ``out_dir``.
 
     Parameters
@@ -469,6 +501,8 @@ def write_report(out_dir, dataset, models=None, fit_result=None, flux_points=Non
         What `gamma_ray_dist.pipeline.sky_maps.run_sky_maps` returns (``excess_map``, ``ts_map``,
         ``paths``, ``source_positions``, ``usable``, ``significance``): adds the figures of
         `SKY_MAP_FIGURES` (the TS map's significance, else the excess map's) and a sky-map section.
+    light_curve : `FluxPoints`, optional
+        A light curve (`LightCurveEstimator`): ``light_curve.png`` and a light-curve table.
 
     Returns
     -------
@@ -528,13 +562,21 @@ def write_report(out_dir, dataset, models=None, fit_result=None, flux_points=Non
                 except Exception as exc:  # noqa: BLE001 - one bad figure must not lose the report
                     log.warning("report figure %s failed: %s", name, exc, exc_info=True)
                     notes.append(f"`{name}.png` was not made: {type(exc).__name__}: {exc}")
+            if light_curve is not None:
+                from .light_curve import write_light_curve_figure
+
+                try:
+                    made["light_curve"] = write_light_curve_figure(light_curve, out_dir)
+                except Exception as exc:  # noqa: BLE001 - one bad figure must not lose the report
+                    log.warning("report figure light_curve failed: %s", exc, exc_info=True)
+                    notes.append(f"`light_curve.png` was not made: {type(exc).__name__}: {exc}")
         finally:
             _close_new_pyplot_figures(pyplot_before)
     else:
         notes.append(MISSING_PLOT_NOTE)
 
     text = _markdown(title, dataset, models if fitted_models is None else fitted_models, fit_result, flux_points,
-                     timings, reduction, source_model, made, notes, sky_maps)
+                     timings, reduction, source_model, made, notes, sky_maps, light_curve)
     made["report"] = write_text(out_dir / "report.md", text)
     return made
 
@@ -561,11 +603,12 @@ _FIGURE_TITLES = {
     "spectrum": "Spectrum",
     "significance_map": "Significance map",
     "significance_distribution": "Significance distribution",
+    "light_curve": "Light curve",
 }
 
 
 def _markdown(title, dataset, models, fit_result, flux_points, timings, reduction, source_model,
-              made, notes, sky_maps=None) -> str:
+              made, notes, sky_maps=None, light_curve=None) -> str:
     lines = [f"# {title}", ""]
     lines += ["## Dataset", ""] + _dataset_section(dataset) + [""]
     if reduction:
@@ -584,11 +627,14 @@ def _markdown(title, dataset, models, fit_result, flux_points, timings, reductio
                                  "ts", "sqrt_ts"], fp_rows), ""]
     if sky_maps:
         lines += ["## Sky maps", ""] + _sky_maps_section(sky_maps) + [""]
+    if light_curve is not None:
+        lines += ["## Light curve", ""] + _light_curve_section(light_curve) + [""]
     lines += ["## Figures", ""]
-    for name in FIGURES + SKY_MAP_FIGURES:
+    all_figures = FIGURES + SKY_MAP_FIGURES + LIGHT_CURVE_FIGURES
+    for name in all_figures:
         if name in made:
             lines += [f"### {_FIGURE_TITLES[name]}", "", f"![{name}]({made[name].name})", ""]
-    if not any(name in made for name in FIGURES + SKY_MAP_FIGURES) and not notes:
+    if not any(name in made for name in all_figures) and not notes:
         lines += ["No figures were made.", ""]
     for note in notes:
         lines += [f"> {note}", ""]

@@ -14,6 +14,10 @@ of `gamma_ray_dist.outputs`:
 ``flux_points.ecsv`` flux points (gammapy format), when ``flux_points.energy`` is configured
 ``excess_map.fits.gz``, ``ts_map.fits.gz``  sky maps (gammapy ``FluxMaps``), when ``excess_map`` /
                      ``ts_map`` are in the config
+``light_curve.ecsv``, ``light_curve.fits``  the light curve (gammapy "lightcurve" table), when the
+                     ``light_curve`` section asks for one: on the per-observation datasets
+                     (``stack: false``) or, stacked, on the observations stacked per time interval
+                     (one more grouped reduction pass; `pipeline.light_curve.light_curve_datasets`)
 ``reduction.json``   per-observation status and numbers, run timings
 """
 from __future__ import annotations
@@ -82,6 +86,7 @@ class PipelineResult:
     flux_points: Any = None
     profiles: dict | None = None
     sky_maps: dict | None = None
+    light_curve: Any = None
     reduction: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
 
@@ -258,6 +263,14 @@ def _run(config: AnalysisConfig, options: PipelineOptions, backend) -> PipelineR
             dataset = result.dataset = stacked_view(fitted, spec)
     if result.flux_points is not None:
         outputs.write_flux_points(out_dir / "flux_points.ecsv", result.flux_points)
+    if config.light_curve.requested:
+        from .light_curve import light_curve_datasets, run_light_curve, write_light_curve
+
+        with _timed(timings, "light_curve"):
+            lc_datasets = fitted if not stacked else light_curve_datasets(
+                config, obs_ids, backend, spec, fitted.models, datastore.obs_table)
+            result.light_curve = run_light_curve(lc_datasets, config, backend)
+        write_light_curve(result.light_curve, out_dir)
     if config.excess_map.requested or config.ts_map.requested:
         from .inputs import make_exclusion_mask
         from .sky_maps import run_sky_maps
@@ -272,7 +285,8 @@ def _run(config: AnalysisConfig, options: PipelineOptions, backend) -> PipelineR
                          flux_points=result.flux_points, timings=dict(timings), reduction=result.reduction,
                          source=config.flux_points.source or None,
                          exclusion_region=list(config.datasets.background.exclusion_regions) or None,
-                         sky_maps=result.sky_maps, fitted_models=None if stacked else fitted.models)
+                         sky_maps=result.sky_maps, fitted_models=None if stacked else fitted.models,
+                         light_curve=result.light_curve)
 
     timings["total"] = time.perf_counter() - t_start
     if options.report:  # the same total as the command line and reduction.json
