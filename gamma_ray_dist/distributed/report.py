@@ -39,6 +39,7 @@ class RunReport:
     reducer_restarts: int = 0
     n_reducers: int = 0  # reducer actors of the tree (0: a one-block run needs none)
     duplicate_obs_ids: list[int] = field(default_factory=list)
+    n_resumed: int = 0  # observations an earlier attempt made durable (resumed from the run directory)
     # Memory bound: block-state refs the driver held at once (sent, not yet durable in a reducer)
     peak_refs_held: int = 0
     max_refs_held: int = 0
