@@ -47,8 +47,7 @@ def _child(checkpoint_dir: str) -> None:
         cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, log_to_driver=False)
-        doomed_id = next(n["NodeID"] for n in ray.nodes() if n["Alive"]
-                         and n["NodeManagerPort"] == doomed.node_manager_port)
+        doomed_id = doomed.node_id
         run_id = "nodeloss"
         header = Path(checkpoint_dir) / run_id / "root.pkl"
         where: dict = {}
