@@ -111,9 +111,13 @@ def _add_ray_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_resume_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--fresh", action="store_true",
-                   help="discard an unfinished run found in OUT/.grd-run and start over (default: resume it when "
-                        "it is of the same configuration and observations, refuse to run when it is not)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--fresh", action="store_true",
+                       help="discard an unfinished run found in OUT/.grd-run and start over (default: resume it "
+                            "when it is of the same configuration and observations, refuse to run when it is not)")
+    group.add_argument("--no-resume", action="store_true",
+                       help="keep no run directory: a killed run starts over (default: OUT/.grd-run, removed "
+                            "when the outputs are written)")
 
 
 def _add_log_options(p: argparse.ArgumentParser, default: str) -> None:
@@ -332,7 +336,7 @@ def _run(args: argparse.Namespace) -> int:
         _remove_if_empty(out_dir, created)
         raise
     options = PipelineOptions(models=args.models, out_dir=out_dir, profiles=args.profiles,
-                              report=not args.no_report, fresh=args.fresh)
+                              report=not args.no_report, fresh=args.fresh, resume=not args.no_resume)
     result = _execute(config, settings, options, out_dir, created)
     _print_summary(result)
     return EXIT_OK
@@ -377,7 +381,8 @@ def _demo(args: argparse.Namespace) -> int:
     except BaseException:
         _remove_if_empty(out_dir, created)
         raise
-    options = PipelineOptions(models=models_path, out_dir=out_dir, report=not args.no_report, fresh=args.fresh)
+    options = PipelineOptions(models=models_path, out_dir=out_dir, report=not args.no_report, fresh=args.fresh,
+                              resume=not args.no_resume)
     result = _execute(config, settings, options, out_dir, created)
     _print_summary(result, truth=truth)
     return EXIT_OK

@@ -150,3 +150,15 @@ def test_ray_run_killed_then_rerun_resumes_on_a_new_local_ray(store, reference):
     resumed = subprocess.run(_command(config, models, out, *ray_flags), env=_env(), capture_output=True, text=True,
                              timeout=600)
     _check_resumed(resumed, out, reference)
+
+
+def test_a_finished_run_leaves_only_its_outputs_and_no_resume_keeps_no_run_directory(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--n-obs", "3", "--serial", "--no-report", "-q"]) == 0
+    assert not (out / RUN_DIR_NAME).exists() and (out / "stacked.fits.gz").exists()
+    stale = out / RUN_DIR_NAME
+    stale.mkdir()
+    (stale / "run.json").write_text("{}")
+    assert main(["demo", "--out", str(out), "--n-obs", "3", "--serial", "--no-report", "--no-resume"]) == 0
+    assert (stale / "run.json").read_text() == "{}"  # someone's unfinished run: left as it is
+    assert "holds an unfinished run, left as it is" in capsys.readouterr().err

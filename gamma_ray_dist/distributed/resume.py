@@ -226,7 +226,7 @@ class RunDir:
         resumed.statuses = {b: journal[b] for b in resumed.blocks}
         self.n_resumed = resumed.n_obs(plan)
         if self.announce:
-            print(f"resuming: {self.n_resumed} of {len(plan_ids(plan))} observations already reduced "
+            print(f"resuming: {self.n_resumed} of {sum(map(len, plan.blocks))} observations already reduced "
                   f"(run directory {self.path}, attempt {self.attempt})", file=sys.stderr, flush=True)
         log.debug("resuming %s: root holds %d keys, groups %s", self.path, resumed.root, resumed.groups)
         return resumed
@@ -293,10 +293,6 @@ class RunDir:
         shutil.rmtree(self.path, ignore_errors=True)
 
     discard = finish  # a failure a rerun would repeat: nothing worth resuming
-
-
-def plan_ids(plan: ReductionPlan) -> list[int]:
-    return [o for block in plan.blocks for o in block]
 
 
 def _plain(value: Any) -> Any:

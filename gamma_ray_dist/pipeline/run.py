@@ -32,7 +32,7 @@ from typing import Any, Iterator
 
 from . import outputs
 from ..config import AnalysisConfig
-from ..distributed.resume import RunDirError
+from ..distributed.resume import RUN_DIR_NAME, RunDirError
 from ..errors import GammaRayDistError
 from .report import update_report_timings, write_report
 from .fitting import apply_fit_range, fit_dataset, fit_summary, load_models, run_flux_points, run_profiles
@@ -214,6 +214,8 @@ def _run(config: AnalysisConfig, options: PipelineOptions, backend) -> PipelineR
         raise NothingReduced("no observation selected (check observations.obs_ids / obs_cone / obs_time)")
     with _timed(timings, "setup"):
         run_dir = _open_run_dir(config, options, out_dir, obs_ids, spec, backend) if options.resume else None
+    if run_dir is None and (out_dir / RUN_DIR_NAME).is_dir():
+        log.warning("%s holds an unfinished run, left as it is (not resumed: resume=False)", out_dir / RUN_DIR_NAME)
     try:
         result = _reduce_and_analyse(config, options, backend, result, obs_ids, spec, models, run_dir, t_start)
     except RunDirError:
@@ -235,7 +237,7 @@ def _run(config: AnalysisConfig, options: PipelineOptions, backend) -> PipelineR
 def _open_run_dir(config: AnalysisConfig, options: PipelineOptions, out_dir: Path, obs_ids: list[int], spec,
                   backend):
     """The run directory of this run (before the backend starts: a mismatch fails at once)."""
-    from ..distributed.resume import RUN_DIR_NAME, RunDir
+    from ..distributed.resume import RunDir
 
     shared, make_acc = reduction_inputs(config, spec)
     s = backend.settings
