@@ -162,3 +162,30 @@ def test_a_finished_run_leaves_only_its_outputs_and_no_resume_keeps_no_run_direc
     assert main(["demo", "--out", str(out), "--n-obs", "3", "--serial", "--no-report", "--no-resume"]) == 0
     assert (stale / "run.json").read_text() == "{}"  # someone's unfinished run: left as it is
     assert "holds an unfinished run, left as it is" in capsys.readouterr().err
+
+
+def test_another_energy_axis_is_refused_in_one_line_before_any_work(tmp_path, capsys):
+    """An unfinished run left in OUT (opened as the command would, then abandoned) and a run of another
+    energy axis into the same OUT: exit code 2, one line naming the run directory and what differs."""
+    from gamma_ray_dist.config import AnalysisConfig
+    from gamma_ray_dist.distributed.resume import RunDir
+    from gamma_ray_dist.pipeline.demo import prepare_demo
+    from gamma_ray_dist.pipeline.run import reduction_inputs
+    from gamma_ray_dist.pipeline.tasks import reduce_task
+
+    config, models, _ = prepare_demo(tmp_path / "sim", n_obs=2, seed=0)
+    out = tmp_path / "out"
+    shared, make_acc = reduction_inputs(config)
+    RunDir.open(out / RUN_DIR_NAME, obs_ids=[1, 2], task_fn=reduce_task, shared=shared, make_accumulator=make_acc,
+                block_size=8, merge_fan_in=256, announce=False).close()
+    other = yaml.safe_load((tmp_path / "sim" / "demo.yaml").read_text())
+    other["datasets"]["geom"]["axes"]["energy"]["nbins"] = 5
+    (tmp_path / "other.yaml").write_text(yaml.safe_dump(other))
+    code = main(["run", str(tmp_path / "other.yaml"), "--models", str(models), "--out", str(out), "--serial"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == EXIT_CONFIG and len(err) == 1, err
+    assert err[0].startswith(f"gamma-ray-dist: error: run directory {out / RUN_DIR_NAME} holds an unfinished run "
+                             "of another configuration (config hash ")
+    assert "differs: accumulator, spec.geom" in err[0] and "--fresh" in err[0]
+    assert (out / RUN_DIR_NAME / "run.json").exists() and not (out / "stacked.fits.gz").exists()
+    assert AnalysisConfig.read(tmp_path / "other.yaml").datasets.geom.axes.energy.nbins == 5
