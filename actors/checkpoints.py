@@ -22,7 +22,9 @@ run; ownership and mode are what keep other users' bytes out of `pickle.load`.
 `write_checkpoint` creates missing directories with mode 0700 and the file with mode 0600 (through
 `tempfile.mkstemp`), then renames it over the target (atomic: a crash leaves the old or the new file).
 
-File layout: the line ``MAGIC``, one line of JSON (``{"version", "config_hash", ...}``), the pickle.
+File layout: the line ``MAGIC``, one line of JSON (``{"version", "config_hash", ...}``; a reducer adds
+``mode``, ``n_keys``, ``keys`` (`keys_digest`) and ``n_acknowledged``, which `read_checkpoint_header`
+returns without unpickling), the pickle.
 """
 from __future__ import annotations
 
@@ -32,11 +34,12 @@ import os
 import pickle
 import stat
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 __all__ = ["CheckpointRefused", "MAGIC", "FORMAT_VERSION", "check_trusted", "read_checkpoint",
-           "write_checkpoint"]
+           "read_checkpoint_header", "write_checkpoint", "keys_digest"]
 
 #: First line of every checkpoint file.
 MAGIC = b"gamma_ray_dist reducer checkpoint\n"
@@ -63,6 +66,16 @@ class CheckpointRefused(RuntimeError):
         return (type(self), (self.path, self.reason))
 
 
+def keys_digest(keys) -> str:
+    """Short digest of a reducer's sorted keys, written into its checkpoint header (a reader can tell
+    which keys a checkpoint is for without unpickling it)."""
+    import hashlib
+    import numbers
+
+    canon = [int(k) if isinstance(k, numbers.Integral) else repr(k) for k in keys]
+    return hashlib.sha256(json.dumps(canon).encode()).hexdigest()[:32]
+
+
 def check_trusted(st: os.stat_result, path: str | os.PathLike) -> None:
     """Raise `CheckpointRefused` unless ``st`` is a regular file of this user, not group/other-writable."""
     if not stat.S_ISREG(st.st_mode):
@@ -82,6 +95,21 @@ def read_checkpoint(path: str | os.PathLike, config_hash: str) -> tuple[dict[str
     Raises `CheckpointRefused` (before unpickling anything) for an untrusted file, another format or
     another configuration; `FileNotFoundError` when there is no file.
     """
+    with _open_checked(path, config_hash) as (f, header):
+        payload = pickle.load(f)  # trusted: our user's file, not writable by others, our configuration
+    return header, payload
+
+
+def read_checkpoint_header(path: str | os.PathLike, config_hash: str) -> dict[str, Any]:
+    """The JSON header of the checkpoint at ``path``, with every check of `read_checkpoint`, unpickling
+    nothing (a driver learns from it what a reducer will restore, e.g. ``n_acknowledged``)."""
+    with _open_checked(path, config_hash) as (_, header):
+        return header
+
+
+@contextmanager
+def _open_checked(path: str | os.PathLike, config_hash: str) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """The open file positioned at the pickle, and its header, once every check has passed."""
     if not config_hash:
         raise ValueError("reading a checkpoint needs the run's config_hash")
     try:
@@ -109,8 +137,7 @@ def read_checkpoint(path: str | os.PathLike, config_hash: str) -> tuple[dict[str
             raise CheckpointRefused(
                 path, f"written for configuration {str(written_for)[:16]}..., this run's is {config_hash[:16]}... "
                       "(delete the file or use another run_id)")
-        payload = pickle.load(f)  # trusted: our user's file, not writable by others, our configuration
-    return header, payload
+        yield f, header
 
 
 def write_checkpoint(path: str | os.PathLike, config_hash: str, payload: Any,

@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Hashable, Literal, Mapping, NamedTuple, Sequence
 
-from .checkpoints import FORMAT_VERSION, CheckpointRefused, read_checkpoint, write_checkpoint
+from .checkpoints import FORMAT_VERSION, CheckpointRefused, keys_digest, read_checkpoint, write_checkpoint
 from .protocols import Accumulator, AccumulatorFactory
 
 __all__ = ["Reply", "OrderedReducer", "CHECKPOINT_VERSION", "CheckpointRefused"]
@@ -250,7 +250,10 @@ class OrderedReducer:
             "skipped": self._skipped,
             "state": self._acc.state(),
         }
-        write_checkpoint(self._path, self._config_hash, payload, header={"mode": self._mode})
+        # The header says what is in the file, so a driver can plan a resumed run without unpickling it.
+        header = {"mode": self._mode, "n_keys": len(self._keys), "keys": keys_digest(self._keys),
+                  "n_acknowledged": self._next}
+        write_checkpoint(self._path, self._config_hash, payload, header=header)
         self._n_durable = self._next
         self._since_checkpoint = 0
 

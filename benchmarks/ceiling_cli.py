@@ -39,7 +39,7 @@ def _fold(job: tuple[int, tuple[int, ...]]) -> tuple[int, list, Any]:
 
 def _make_backend_class():
     from actors.ordered import OrderedReducer
-    from gamma_ray_dist.distributed.backend import SerialBackend, _merge_serial
+    from gamma_ray_dist.distributed.backend import SerialBackend, _SerialTree
     from gamma_ray_dist.distributed.blocks import ReductionPlan, sorted_unique
     from gamma_ray_dist.distributed.report import RunReport, RunResult
 
@@ -67,7 +67,10 @@ def _make_backend_class():
                     for obs_id, status in zip(plan.blocks[index], statuses):
                         report.record(status, obs_id)
                     states[index] = state
-            final = _merge_serial(plan, states, make_accumulator, OrderedReducer)
+            tree = _SerialTree(plan, make_accumulator, OrderedReducer)  # the serial merge, in block order
+            for index, state in enumerate(states):
+                tree.add(index, state)
+            final = tree.result()
             report.timings["tasks"] = report.timings["total"] = time.perf_counter() - t0
             return RunResult(final, report)
 

@@ -19,6 +19,12 @@ Every input is checked before any work starts: the config, the output directory 
 and written to once), ``--num-cpus``, and a Ray address (a connection within ``--connect-timeout``
 seconds). A failed run removes the output directory it created if that is still empty.
 
+Resuming: while a run reduces, ``OUT/.grd-run`` holds the reducers' checkpoints and the observations'
+statuses (`gamma_ray_dist.distributed.resume`). A run that is killed or interrupted keeps it, and the
+same command run again resumes from it, reducing only what is not yet durable (it prints how much it
+resumes); ``--fresh`` discards it instead. A run of another configuration into the same ``OUT`` is
+refused (exit code 2) while it holds an unfinished run. It is removed once every output is written.
+
 Exit codes: 0 success; 1 nothing could be reduced or a run error; 2 invalid usage or configuration
 (one line on stderr, no traceback); 130 interrupted.
 """
@@ -73,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ray_options(run)
     run.add_argument("--strict", action="store_true", default=None,
                      help="stop at the first observation that fails (default: ray.strict, else off)")
+    _add_resume_options(run)
     run.add_argument("--profiles", action="store_true",
                      help="likelihood profiles (11 re-optimised points) and MINOS errors of free parameters "
                           "(default: off)")
@@ -87,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--n-obs", type=int, default=4, help="number of simulated observations (default: %(default)s)")
     demo.add_argument("--seed", type=int, default=0, help="random seed of the simulation (default: %(default)s)")
     _add_ray_options(demo)
+    _add_resume_options(demo)
     _add_log_options(demo, "warning")
     return parser
 
@@ -108,6 +116,16 @@ def _add_ray_options(p: argparse.ArgumentParser) -> None:
                         "it advances as each block of ray.block_size observations completes)")
     p.add_argument("--no-report", action="store_true",
                    help="skip the figures (PNG) and report.md (default: written, figures need matplotlib)")
+
+
+def _add_resume_options(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--fresh", action="store_true",
+                       help="discard an unfinished run found in OUT/.grd-run and start over (default: resume it "
+                            "when it is of the same configuration and observations, refuse to run when it is not)")
+    group.add_argument("--no-resume", action="store_true",
+                       help="keep no run directory: a killed run starts over (default: OUT/.grd-run, removed "
+                            "when the outputs are written)")
 
 
 def _add_log_options(p: argparse.ArgumentParser, default: str) -> None:
@@ -133,6 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for variable in SINGLE_THREAD_VARIABLES:  # before numpy loads its BLAS
         os.environ.setdefault(variable, "1")
     from .distributed.address import AddressError
+    from .distributed.resume import RunDirError
     from .errors import ConfigError, DataStoreError, GammaRayDistError, ObservationError
     from .pipeline.run import NothingReduced
 
@@ -142,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run(args)
         return _demo(args)
-    except (UsageError, AddressError) as exc:
+    except (UsageError, AddressError, RunDirError) as exc:
         _error(str(exc))
         return EXIT_CONFIG
     except ConfigError as exc:
@@ -299,7 +318,12 @@ def _execute(config, settings, options, out_dir: Path, created: Path | None):
     try:
         with closing(make_backend(settings)) as backend:
             return run_pipeline(config, options, backend)
-    except BaseException:
+    except BaseException as exc:
+        from .distributed.resume import RUN_DIR_NAME, RunDirError
+
+        if not isinstance(exc, RunDirError) and (out_dir / RUN_DIR_NAME).is_dir():
+            print(f"gamma-ray-dist: the run is resumable: run the same command again to resume it "
+                  f"({out_dir / RUN_DIR_NAME})", file=sys.stderr)
         _remove_if_empty(out_dir, created)
         raise
 
@@ -320,7 +344,7 @@ def _run(args: argparse.Namespace) -> int:
         _remove_if_empty(out_dir, created)
         raise
     options = PipelineOptions(models=args.models, out_dir=out_dir, profiles=args.profiles,
-                              report=not args.no_report)
+                              report=not args.no_report, fresh=args.fresh, resume=not args.no_resume)
     result = _execute(config, settings, options, out_dir, created)
     _print_summary(result)
     return EXIT_OK
@@ -368,7 +392,8 @@ def _demo(args: argparse.Namespace) -> int:
     except BaseException:
         _remove_if_empty(out_dir, created)
         raise
-    options = PipelineOptions(models=models_path, out_dir=out_dir, report=not args.no_report)
+    options = PipelineOptions(models=models_path, out_dir=out_dir, report=not args.no_report, fresh=args.fresh,
+                              resume=not args.no_resume)
     result = _execute(config, settings, options, out_dir, created)
     _print_summary(result, truth=truth)
     return EXIT_OK

@@ -62,3 +62,70 @@ def kill_when_acknowledged(name: str, min_acknowledged: int, timeout: float = 60
             raise TimeoutError(f"{name} never acknowledged {min_acknowledged} keys")
         time.sleep(0.02)
     ray.kill(actor, no_restart=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# kill -9 of a process tree (the driver, and the local Ray it started)
+# ---------------------------------------------------------------------------------------------
+def descendants(pid: int) -> set[int]:
+    """``pid`` and every process below it (from /proc), now."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+    found, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        found.add(p)
+        todo.extend(children.get(p, []))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def kill_when(proc, ready, timeout: float = 240.0, poll: float = 0.02) -> None:
+    """SIGKILL ``proc`` (a `subprocess.Popen` started with ``start_new_session=True``) and all its
+    descendants as soon as ``ready()`` is true, then wait until none of them runs.
+
+    The process group goes first; then every descendant seen just before, by pid, because a local Ray
+    puts some of its processes (the reaper, ...) in process groups of their own and a killed driver's
+    raylet, GCS and workers may outlive it for a while. Raises AssertionError if ``proc`` ends first,
+    ``ready`` never comes, or a process is left.
+    """
+    import signal
+
+    deadline = time.monotonic() + timeout
+    tree: set[int] = set()
+    try:
+        while not ready():
+            assert proc.poll() is None, "the process ended before it was killed" + (
+                f": {proc.stderr.read().decode()[-2000:]}" if proc.stderr else "")
+            assert time.monotonic() < deadline, "not ready in time"
+            time.sleep(poll)
+        tree = descendants(proc.pid)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        for pid in tree:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+        end = time.monotonic() + 60
+        while any(alive(p) for p in tree) and time.monotonic() < end:
+            time.sleep(0.1)
+    assert not [p for p in tree if alive(p)], "processes of the killed run are left"

@@ -115,9 +115,16 @@ class SerialBackend(_BackendBase):
 
         With ``groups`` (obs id -> key): one state per group (`blocks.GroupedPlan`), ``on_group``
         called as each group is final; ``result.state`` is ``{key: state or on_group's value}``.
+
+        ``run_dir`` (a `resume.RunDir`) makes an ungrouped run resumable: the reducers checkpoint there
+        as on Ray, each block's statuses are recorded before its state is merged, and the blocks an
+        earlier attempt made durable are not reduced again (a grouped run is not resumable).
         """
         from actors.ordered import OrderedReducer
 
+        run_dir = overrides.pop("run_dir", None)
+        for key in ("root_checkpoint_every", "checkpoint_every", "wait_timeout", "config_hash", "reducer_options"):
+            overrides.pop(key, None)  # Ray tuning: nothing to tune here
         if groups is not None:
             return self._reduce_grouped(obs_ids, task_fn, shared, make_accumulator, groups, on_group, overrides)
         s = self._run_settings(overrides)
@@ -126,28 +133,38 @@ class SerialBackend(_BackendBase):
         plan = ReductionPlan.create(ids, s.block_size, s.merge_fan_in)
         report = RunReport(s.run_id or "serial", "serial", s.block_size, len(plan.blocks), s.merge_fan_in,
                            duplicate_obs_ids=dups, n_reducers=plan.n_reducers)
+        resumed = run_dir.plan_resume(plan) if run_dir is not None else None
+        tree = _SerialTree(plan, make_accumulator, OrderedReducer, run_dir, resumed)
         bar = make_progress(len(ids), s.progress)
-        states: list[dict | None] = []
         n_done = n_failed = 0
         try:
-            for block in plan.blocks:
-                statuses, state = fold_block(task_fn, shared, block, make_accumulator, s.strict)
-                report.n_tasks += 1
+            for b, block in enumerate(plan.blocks):
+                if b in tree.held:
+                    statuses, state = resumed.statuses[b], None
+                    report.n_resumed += len(block)
+                else:
+                    statuses, state = fold_block(task_fn, shared, block, make_accumulator, s.strict)
+                    report.n_tasks += 1
                 for obs_id, status in zip(block, statuses):
                     entry = report.record(status, obs_id)
                     n_done += 1
                     if entry.status == "failed":
                         n_failed += 1
-                        log.warning("observation %s failed: %s: %s", obs_id, entry.error_type, entry.message)
+                        if b not in tree.held:
+                            log.warning("observation %s failed: %s: %s", obs_id, entry.error_type, entry.message)
                         if s.strict:
                             reraise(status, obs_id)
-                states.append(state)
+                if b not in tree.held:
+                    if run_dir is not None and tree.checkpointed:
+                        run_dir.record(b, block, statuses)
+                        run_dir.sync()
+                    tree.add(b, state)
                 if bar is not None:
                     bar.update(n_done, n_failed)
+            final = tree.result()
         finally:
             if bar is not None:
                 bar.close()
-        final = _merge_serial(plan, states, make_accumulator, OrderedReducer)
         report.timings["tasks"] = report.timings["total"] = time.perf_counter() - t_start
         return RunResult(final, report)
 
@@ -192,24 +209,77 @@ class SerialBackend(_BackendBase):
         return [fn(shared, job) for job in jobs]
 
 
-def _merge_serial(plan: ReductionPlan, states: list, make_accumulator: AccumulatorFactory, reducer_cls) -> dict:
-    """The plan's merge tree in this process: the same folds, in the same order, as the reducers."""
-    if len(plan.blocks) <= 1:
-        return final_state(states[0] if states else None, make_accumulator)
+class _SerialTree:
+    """The plan's merge tree in this process: the same folds, in the same order, as the Ray reducers,
+    done as the blocks come (one block state held at a time); with a run directory the reducers
+    checkpoint into it exactly as the Ray ones do (same files, same keys), so either backend resumes
+    the other's run."""
 
-    def merge(keys: Sequence[int], items: Sequence[dict | None]) -> dict:
-        reducer = reducer_cls(keys, make_accumulator, mode="merge")
-        for key, item in zip(keys, items):
-            if item is None:
-                reducer.skip(key, "empty")
-            else:
-                reducer.add(key, item)
-        return reducer.finalize()[1]
+    def __init__(self, plan: ReductionPlan, make_accumulator: AccumulatorFactory, reducer_cls, run_dir=None,
+                 resumed=None) -> None:
+        self.plan, self.make, self.cls, self.run_dir = plan, make_accumulator, reducer_cls, run_dir
+        self.checkpointed = run_dir is not None and plan.n_reducers > 0
+        self.held = resumed.blocks if resumed is not None else frozenset()
+        self.group_of = {b: g for g, group in enumerate(plan.groups) for b in group}
+        self.single: dict | None = None
+        self.root = None
+        self.group: tuple[int, Any] | None = None  # (index, reducer) of the group being merged
+        if plan.n_reducers:
+            self.root = self._reducer("root", range(len(plan.groups) or len(plan.blocks)))
+            self.next_group = self.root.progress()["acknowledged"] if plan.groups else 0
 
-    if not plan.groups:
-        return merge(range(len(states)), states)
-    group_states = [merge(group, [states[b] for b in group]) for group in plan.groups]
-    return merge(range(len(group_states)), group_states)
+    def _reducer(self, tag: str, keys):
+        from .resume import CHECKPOINT_EVERY
+
+        kwargs = {}
+        if self.checkpointed:
+            kwargs = dict(checkpoint_path=self.run_dir.checkpoint_dir / f"{tag}.pkl",
+                          checkpoint_every=CHECKPOINT_EVERY["root" if tag == "root" else "group"],
+                          config_hash=self.run_dir.config_hash)
+        return self.cls(keys, self.make, mode="merge", **kwargs)
+
+    @staticmethod
+    def _offer(reducer, key: int, state: dict | None) -> None:
+        if state is None:
+            reducer.skip(key, "no observation of the block could be reduced")
+        else:
+            reducer.add(key, state)
+
+    def add(self, b: int, state: dict | None) -> None:
+        if self.root is None:
+            self.single = state
+        elif not self.plan.groups:
+            self._offer(self.root, b, state)
+        else:
+            self._close_groups_before(self.group_of[b])
+            self._offer(self._group(self.group_of[b]), b, state)
+
+    def _group(self, g: int):
+        if self.group is None or self.group[0] != g:
+            self.group = (g, self._reducer(f"group{g:05d}", self.plan.groups[g]))
+        return self.group[1]
+
+    def _close_groups_before(self, g_stop: int) -> None:
+        """Merge into the root every group below ``g_stop`` (a group all of whose blocks were held
+        by an earlier attempt is restored from its checkpoint and merged here)."""
+        while self.next_group < g_stop:
+            g = self.next_group
+            _, state = self._group(g).finalize()
+            if state is None:
+                raise RuntimeError(f"group {g} of the merge tree is incomplete")
+            self.root.add(g, state)
+            self.group = None
+            self.next_group += 1
+
+    def result(self) -> dict:
+        if self.root is None:
+            return final_state(self.single, self.make)
+        if self.plan.groups:
+            self._close_groups_before(len(self.plan.groups))
+        _, state = self.root.finalize()
+        if state is None:
+            raise RuntimeError("the merge tree is incomplete")
+        return state
 
 
 class RayBackend(_BackendBase):
@@ -288,8 +358,10 @@ class RayBackend(_BackendBase):
         """The reduction on Ray (`driver.RayReduction`); same result as `SerialBackend.reduce`.
 
         ``overrides`` change settings for this call (e.g. ``block_size``, ``strict``, ``run_id``);
-        ``root_checkpoint_every``, ``checkpoint_every`` and ``config_hash`` tune the reducers' checkpoints.
-        With ``groups``: `grouped.GroupedRayReduction` (one state per group, as `SerialBackend.reduce`).
+        ``root_checkpoint_every``, ``checkpoint_every`` and ``config_hash`` tune the reducers' checkpoints,
+        ``reducer_options`` their Ray actor options; ``run_dir`` (a `resume.RunDir`) makes the run
+        resumable (see `driver.RayReduction`). With ``groups``: `grouped.GroupedRayReduction` (one state
+        per group, as `SerialBackend.reduce`; not resumable).
         """
         from .driver import DEFAULT_ROOT_CHECKPOINT_EVERY, RayReduction
 
@@ -297,7 +369,7 @@ class RayBackend(_BackendBase):
         if groups is not None:
             from .grouped import GroupedRayReduction
 
-            for key in ("root_checkpoint_every", "checkpoint_every", "config_hash"):
+            for key in ("root_checkpoint_every", "checkpoint_every", "config_hash", "run_dir", "reducer_options"):
                 overrides.pop(key, None)  # a grouped run has no reducer actors to checkpoint
             wait_timeout = overrides.pop("wait_timeout", 1.0)
             s = self._run_settings(overrides)
@@ -307,7 +379,7 @@ class RayBackend(_BackendBase):
                                        max_retries=s.max_retries, run_id=s.run_id, progress=s.progress,
                                        wait_timeout=wait_timeout).run()
         tuning = {k: overrides.pop(k) for k in ("root_checkpoint_every", "checkpoint_every", "wait_timeout",
-                                                "config_hash") if k in overrides}
+                                                "config_hash", "run_dir", "reducer_options") if k in overrides}
         s = self._run_settings(overrides)
         run = RayReduction(obs_ids, task_fn, shared, make_accumulator, block_size=s.block_size,
                            merge_fan_in=s.merge_fan_in, max_in_flight=s.max_in_flight_for(cpus),

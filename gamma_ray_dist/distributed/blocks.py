@@ -209,4 +209,8 @@ def reraise(status: dict[str, Any], obs_id: int) -> None:
     error = status.get("exception")
     if isinstance(error, BaseException):
         raise error
-    raise RuntimeError(f"observation {obs_id} failed: {status['error_type']}: {status['message']}")
+    from ..errors import ObservationError  # the exception did not pickle, or was recorded by an earlier attempt
+
+    error = ObservationError(f"{status['error_type']}: {status['message']}")  # the message names the obs
+    error.obs_id, error.filename = int(obs_id), status.get("filename")
+    raise error

@@ -81,6 +81,14 @@ class RayReduction:
         Content hash of the run configuration written into the checkpoints; a checkpoint written for
         another one is refused (`actors.checkpoints`). Default: `config_hash.run_config_hash` of the
         task function, ``shared``, the factory and the plan settings.
+    run_dir : resume.RunDir, optional
+        Makes the run resumable: checkpoints go to ``run_dir.checkpoint_dir`` (kept at the end: the
+        run dir's owner removes it), each block's statuses are recorded there before its state is
+        sent, and the blocks an earlier attempt made durable are neither reduced nor sent again.
+    reducer_options : dict, optional
+        Ray actor options for the (not pooled) reducers, over the defaults; e.g. a
+        ``scheduling_strategy`` placing them off the driver's node (their checkpoints must then be
+        on storage every node reads).
     """
 
     def __init__(self, obs_ids: Iterable[int], task_fn: TaskFn, shared: Any, make_accumulator: AccumulatorFactory,
@@ -88,7 +96,8 @@ class RayReduction:
                  strict: bool = False, max_retries: int = 2, checkpoint_dir: str | Path | None = None,
                  checkpoint_every: int = 8, root_checkpoint_every: int = DEFAULT_ROOT_CHECKPOINT_EVERY,
                  run_id: str | None = None, progress: Any = True, actor_max_restarts: int = 3,
-                 wait_timeout: float = 1.0, config_hash: str | None = None) -> None:
+                 wait_timeout: float = 1.0, config_hash: str | None = None, run_dir: Any = None,
+                 reducer_options: dict[str, Any] | None = None) -> None:
         self.t_start, self.wall_start = time.perf_counter(), time.time()
         ids, dups = sorted_unique(obs_ids)
         self.ids = ids
@@ -114,8 +123,13 @@ class RayReduction:
         # Checkpoints: under checkpoint_dir/run_id when given, else in a temporary directory of the
         # driver's node (pooled and named reducers are pinned there). Every reducer checkpoints, so the
         # driver can drop each block-state ref once it is durable: memory does not grow with N.
-        self.own_tmp = checkpoint_dir is None and self.plan.n_reducers > 0
-        if checkpoint_dir is not None:
+        self.run_dir = run_dir
+        self.reducer_options = dict(reducer_options or {})
+        self.own_tmp = checkpoint_dir is None and run_dir is None and self.plan.n_reducers > 0
+        if run_dir is not None:
+            self.ckpt_root = Path(run_dir.checkpoint_dir) if self.plan.n_reducers else None
+            config_hash = run_dir.config_hash
+        elif checkpoint_dir is not None:
             self.ckpt_root: Path | None = Path(checkpoint_dir) / self.run_id
         elif self.own_tmp:
             self.ckpt_root = Path(tempfile.mkdtemp(prefix=f"{self.run_id}-ckpt-"))
@@ -153,12 +167,15 @@ class RayReduction:
             return handle
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        return ReductionActor.options(
+        options = dict(
             name=f"{self.run_id}.{tag}" + (f".g{generation}" if generation else ""),
             max_restarts=self.actor_max_restarts,
             max_task_retries=0,  # the driver re-sends; Ray must not replay calls on its own
             scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False),
-        ).remote(keys, self.make_accumulator, mode="merge", **self._actor_args(tag))
+        )
+        options.update(self.reducer_options)
+        return ReductionActor.options(**options).remote(keys, self.make_accumulator, mode="merge",
+                                                        **self._actor_args(tag))
 
     def _release(self, handle: Any, healthy: bool) -> None:
         if self.pool is not None:
@@ -166,9 +183,12 @@ class RayReduction:
         else:
             ray.kill(handle, no_restart=True)
 
-    def _link(self, tag: str, keys: Iterable[int]) -> ReducerLink:
+    def _link(self, tag: str, keys: Iterable[int], held: int = 0) -> ReducerLink:
         keys = tuple(keys)
-        return ReducerLink(tag, keys, lambda t, g: self._spawn(t, g, keys), self._release)
+        link = ReducerLink(tag, keys, lambda t, g: self._spawn(t, g, keys), self._release)
+        if held:
+            link.adopt(held)
+        return link
 
     def _links(self) -> list[ReducerLink]:
         return list(self.groups.values()) + ([self.root] if self.root is not None else [])
@@ -195,8 +215,11 @@ class RayReduction:
             self.remote = remote_function(_block_task).options(num_returns=2, max_retries=self.max_retries,
                                                                retry_exceptions=False)
             n_keys = len(self.plan.groups) or len(self.plan.blocks)
+            resumed = self._resume()
             if self.plan.n_reducers:
-                self.root = self._link("root", range(n_keys))
+                self.root = self._link("root", range(n_keys), resumed.root)
+                for g, held in sorted(resumed.groups.items()):  # groups an earlier attempt left open
+                    self.groups[g] = self._link(f"group{g:05d}", self.plan.groups[g], held)
             while self.final_ref is None:
                 self._submit()
                 ready = self._wait()
@@ -212,10 +235,34 @@ class RayReduction:
             self._teardown(completed)
         return RunResult(state, self.report)
 
+    def _resume(self):
+        """Blocks an earlier attempt made durable (from the run directory): finished, with their statuses."""
+        from .resume import Resumed
+
+        if self.run_dir is None:
+            return Resumed()
+        resumed = self.run_dir.plan_resume(self.plan)
+        for b in sorted(resumed.blocks):
+            for obs_id, status in zip(self.plan.blocks[b], resumed.statuses[b]):
+                entry = self.report.record(status, obs_id)
+                self.n_done += 1
+                self.n_failed += entry.status == "failed"
+                if self.strict and entry.status == "failed":
+                    reraise(status, obs_id)
+            self.report.n_resumed += len(self.plan.blocks[b])
+            self.finished[b] = True
+        while self.lowest < len(self.finished) and self.finished[self.lowest]:
+            self.lowest += 1
+        if self.bar is not None and self.n_done:
+            self.bar.update(self.n_done, self.n_failed)
+        return resumed
+
     def _max_open_groups(self) -> int:
         return self.root_every + 1 if self.plan.groups else 0
 
     def _submit(self) -> None:
+        while self.next_block < len(self.plan.blocks) and self.finished[self.next_block]:
+            self.next_block += 1  # durable from an earlier attempt
         while (self.next_block < len(self.plan.blocks) and len(self.tasks) < self.max_in_flight
                and self.next_block < self.lowest + self.window
                and self._refs_held() + len(self.tasks) < self.report.max_refs_held):
@@ -232,6 +279,8 @@ class RayReduction:
             if b == 0:
                 self.report.timings["first_submit"] = time.perf_counter() - self.t_start
             self.next_block += 1
+            while self.next_block < len(self.plan.blocks) and self.finished[self.next_block]:
+                self.next_block += 1
         self._sample_peaks()
 
     def _wait(self) -> list:
@@ -248,6 +297,7 @@ class RayReduction:
     def _collect(self, ready: list) -> None:
         """Finished tasks: one batched get of their status lists (never the states)."""
         done = [r for r in ready if r in self.tasks]
+        collected = []
         for ref, statuses in zip(done, get_each(done)):
             b, state_ref = self.tasks.pop(ref)
             block = self.plan.blocks[b]
@@ -264,6 +314,12 @@ class RayReduction:
                 log.warning("observation %s failed: %s: %s", obs_id, entry.error_type, entry.message)
                 if self.strict:
                     reraise(status, obs_id)
+            if self.ckpt_root is not None and self.run_dir is not None:
+                self.run_dir.record(b, block, statuses)
+            collected.append((b, state_ref, n_ok))
+        if collected and self.run_dir is not None:
+            self.run_dir.sync()  # statuses durable before any checkpoint can hold their blocks
+        for b, state_ref, n_ok in collected:
             target = self.groups[self.group_of[b]] if self.plan.groups else self.root
             if target is None:  # a one-block run: its state is the result (made a full state below)
                 self.final_ref = state_ref if n_ok else ray.put(None)
@@ -319,7 +375,8 @@ class RayReduction:
             self.bar.close()
         # Our own temporary directory cannot be resumed from: always removed. A caller's
         # checkpoint_dir is kept after a failure (a rerun with the same run_id restores from it).
-        if self.ckpt_root is not None and (self.own_tmp or completed):
+        # A run directory's checkpoints are its owner's (removed once the outputs are written).
+        if self.ckpt_root is not None and self.run_dir is None and (self.own_tmp or completed):
             shutil.rmtree(self.ckpt_root, ignore_errors=True)
         t_end = time.perf_counter()
         timings = self.report.timings

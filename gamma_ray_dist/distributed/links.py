@@ -72,6 +72,14 @@ class ReducerLink:
         self.refs_held += 1
         return True
 
+    def adopt(self, n_held: int) -> None:
+        """``keys[:n_held]`` are in the checkpoint the actor restores (an earlier attempt of the run made
+        them durable): nothing is sent for them; a ping learns the actor's acknowledged prefix."""
+        for key in self.keys[:n_held]:
+            self.sent[key] = ("released", None)
+        self._released_upto = max(self._released_upto, int(n_held))
+        self._ping()
+
     def skip(self, key: Hashable, reason: str) -> None:
         self.sent[key] = ("skip", reason)
         self._call(key)
@@ -127,6 +135,9 @@ class ReducerLink:
             rebuilt = self.incarnation is not None or self.suspect
             self.incarnation = reply.incarnation
             self.n_acked, self.n_durable = reply.n_acknowledged, reply.n_durable
+            if self.n_acked < self._released_upto:  # a checkpoint vanished or was replaced under the run
+                raise RuntimeError(f"reducer {self.tag} restored {self.n_acked} of the {self._released_upto} keys "
+                                   "its checkpoint held")
             self.suspect, self.failed_pings = False, 0
             if rebuilt:
                 self.restarts += 1

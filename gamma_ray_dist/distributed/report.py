@@ -40,6 +40,7 @@ class RunReport:
     n_reducers: int = 0  # reducer actors of the tree (0: a one-block run needs none)
     n_groups: int = 0  # groups of a grouped reduction (0: not grouped)
     duplicate_obs_ids: list[int] = field(default_factory=list)
+    n_resumed: int = 0  # observations an earlier attempt made durable (resumed from the run directory)
     # Memory bound: block-state refs the driver held at once (sent, not yet durable in a reducer)
     peak_refs_held: int = 0
     max_refs_held: int = 0

@@ -19,6 +19,12 @@ of `gamma_ray_dist.outputs`:
                      (``stack: false``) or, stacked, on the observations stacked per time interval
                      (one more grouped reduction pass; `pipeline.light_curve.light_curve_datasets`)
 ``reduction.json``   per-observation status and numbers, run timings
+
+While it runs, ``out_dir/.grd-run`` (`gamma_ray_dist.distributed.resume`) holds the reducers'
+checkpoints and the per-observation statuses: a run that is killed or interrupted keeps it, and the
+next run of the same configuration into the same ``out_dir`` resumes from it (``fresh=True``
+discards it); it is removed once every output is written, and after an error a rerun would repeat
+(an invalid input, a failed observation with ``strict``, nothing reduced).
 """
 from __future__ import annotations
 
@@ -33,6 +39,7 @@ from typing import Any, Iterator
 
 from . import outputs
 from ..config import AnalysisConfig
+from ..distributed.resume import RUN_DIR_NAME, RunDirError
 from ..errors import GammaRayDistError
 from .report import update_report_timings, write_report
 from .fitting import (add_fov_background_models, apply_fit_range, fit_dataset, fit_summary, load_models,
@@ -65,12 +72,19 @@ class PipelineOptions:
         Compute likelihood profiles and MINOS errors of every free parameter.
     report : bool
         Write the figures (PNG, needs matplotlib) and ``report.md`` (default True).
+    resume : bool
+        Keep the run resumable in ``out_dir/.grd-run`` and resume an unfinished run of the same
+        configuration found there (default True).
+    fresh : bool
+        Discard an unfinished run found in ``out_dir/.grd-run`` instead of resuming it.
     """
 
     models: str | os.PathLike | None = None
     out_dir: str | os.PathLike | None = None
     profiles: bool = False
     report: bool = True
+    resume: bool = True
+    fresh: bool = False
 
 
 @dataclass
@@ -107,13 +121,17 @@ def reduce_stacked(config: AnalysisConfig, obs_ids: list[int], backend, spec=Non
     ``task_fn`` (default `tasks.reduce_task`) is the per-observation work; tests wrap it to inject
     faults. ``overrides`` change the backend's settings for this reduction (e.g. ``block_size``).
     """
+    shared, make_acc = reduction_inputs(config, spec)
+    return backend.reduce(obs_ids, task_fn, shared, make_acc, **overrides)
+
+
+def reduction_inputs(config: AnalysisConfig, spec=None) -> tuple[dict, Any]:
+    """``(shared, make_accumulator)`` of the reduction `reduce_stacked` runs."""
     from ..datasets.partial import StackGeometry
 
     spec = spec if spec is not None else make_reduction_spec(config)
     geometry = StackGeometry.from_dataset(spec.stacked_dataset())
-    shared = make_shared(str(datastore_dir(config)), spec)
-    make_acc = functools.partial(SummaryAccumulator, geometry, spec.name)
-    return backend.reduce(obs_ids, task_fn, shared, make_acc, **overrides)
+    return make_shared(str(datastore_dir(config)), spec), functools.partial(SummaryAccumulator, geometry, spec.name)
 
 
 def reduction_report(obs_ids: list[int], state: dict | None, report, timings: dict) -> dict:
@@ -155,6 +173,7 @@ def reduction_report(obs_ids: list[int], state: dict | None, report, timings: di
         "n_reducers": report.n_reducers,
         "n_tasks": report.n_tasks,
         "n_groups": report.n_groups,  # datasets of a grouped reduction (stack: false); 0: one stack
+        "n_resumed": report.n_resumed,
     }
 
 
@@ -207,12 +226,54 @@ def _run(config: AnalysisConfig, options: PipelineOptions, backend) -> PipelineR
         models = load_models(config, spec.name if stacked else None, options.models)
     if not obs_ids:
         raise NothingReduced("no observation selected (check observations.obs_ids / obs_cone / obs_time)")
+    with _timed(timings, "setup"):
+        # a grouped reduction (stack: false) is not resumable: no run directory
+        resumable = options.resume and stacked
+        run_dir = _open_run_dir(config, options, out_dir, obs_ids, spec, backend) if resumable else None
+    if run_dir is None and (out_dir / RUN_DIR_NAME).is_dir():
+        log.warning("%s holds an unfinished run, left as it is (not resumed: resume=False)", out_dir / RUN_DIR_NAME)
+    try:
+        result = _reduce_and_analyse(config, options, backend, result, datastore, obs_ids, spec, models, run_dir,
+                                     t_start)
+    except RunDirError:
+        run_dir.close()  # e.g. a refused checkpoint: kept for the user to look at (or --fresh)
+        raise
+    except GammaRayDistError:
+        if run_dir is not None:  # a rerun would fail the same way: nothing worth resuming
+            run_dir.discard()
+        raise
+    except BaseException:
+        if run_dir is not None:  # interrupted or lost: resumable
+            run_dir.close()
+        raise
+    if run_dir is not None:
+        run_dir.finish()
+    return result
+
+
+def _open_run_dir(config: AnalysisConfig, options: PipelineOptions, out_dir: Path, obs_ids: list[int], spec,
+                  backend):
+    """The run directory of this run (before the backend starts: a mismatch fails at once)."""
+    from ..distributed.resume import RunDir
+
+    shared, make_acc = reduction_inputs(config, spec)
+    s = backend.settings
+    return RunDir.open(out_dir / RUN_DIR_NAME, obs_ids=obs_ids, task_fn=reduce_task, shared=shared,
+                       make_accumulator=make_acc, block_size=s.block_size, merge_fan_in=s.merge_fan_in,
+                       fresh=options.fresh, announce=logging.getLogger().isEnabledFor(logging.WARNING))
+
+
+def _reduce_and_analyse(config: AnalysisConfig, options: PipelineOptions, backend, result: PipelineResult,
+                        datastore, obs_ids: list[int], spec, models, run_dir, t_start: float) -> PipelineResult:
+    out_dir, timings = result.out_dir, result.timings
+    stacked = config.datasets.stack
     with _timed(timings, "backend_start"):
         backend.start()
 
     with _timed(timings, "reduce"):
         if stacked:
-            state, report = reduce_stacked(config, obs_ids, backend, spec)
+            state, report = reduce_stacked(config, obs_ids, backend, spec,
+                                           **({"run_dir": run_dir} if run_dir is not None else {}))
         else:  # each observation's dataset is written as soon as it is final (see pipeline.unstacked)
             writer = DatasetFilesWriter(out_dir / DATASETS_DIR)
             entries, report = reduce_per_observation(config, obs_ids, backend, spec, on_group=writer)
