@@ -21,7 +21,7 @@ import os
 import sys
 import uuid
 from pathlib import Path
-from typing import Any, Hashable, Literal, Mapping, NamedTuple, Sequence
+from typing import Any, Hashable, Literal, NamedTuple, Sequence
 
 from .checkpoints import FORMAT_VERSION, CheckpointRefused, keys_digest, read_checkpoint, write_checkpoint
 from .protocols import Accumulator, AccumulatorFactory

@@ -1,6 +1,6 @@
-"""Light curve of the PKS 2155-304 flare runs (DR1 33787-33801, the 15 of that night in DR1): gammapy 2.1 vs gamma_ray_dist.
+"""Light curve of the 21 PKS 2155-304 runs of DR1 (33787-33801, 47802-47804, 47827-47829): gammapy 2.1 vs gamma_ray_dist.
 
-Run: ``python benchmarks/bench_light_curve.py [--runs 15] [--repeat 3] [--num-cpus 2] [--selection ul]
+Run: ``python benchmarks/bench_light_curve.py [--runs 21] [--repeat 3] [--num-cpus 2] [--selection ul]
 [--reoptimize] [--no-ray] [--json PATH]``.
 
 Each library reduces the runs with its own makers (tests/light_curve_setup.py: one dataset per run,
@@ -64,7 +64,7 @@ def _timed(fn, repeat: int) -> tuple[float, float, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=15, help="first N of the 15 flare runs")
+    parser.add_argument("--runs", type=int, default=21, help="first N of the 21 runs")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--num-cpus", type=int, default=2, help="Ray workers")
     parser.add_argument("--selection", nargs="*", default=["errn-errp", "ul"],

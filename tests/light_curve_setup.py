@@ -1,8 +1,8 @@
 """PKS 2155-304 light-curve inputs, built the same way with gammapy 2.1 and with gamma_ray_dist.
 
-Shared by tests/test_light_curve.py and benchmarks/bench_light_curve.py. The July 2006 flare runs
-of H.E.S.S. DL3 DR1: 33787-33801, the 15 of the flare night the release holds (28 min each; 33802-33807
-are not in DR1); one `MapDataset` per run (the per-run loop of
+Shared by tests/test_light_curve.py and benchmarks/bench_light_curve.py. The 21 PKS 2155-304 runs of
+H.E.S.S. DL3 DR1: the July 2006 flare night 33787-33801 (28 min each; 33802-33807 are not in DR1) and
+the six runs of 2008, 47802-47804 and 47827-47829; one `MapDataset` per run (the per-run loop of
 gammapy's 3D light-curve tutorial): a 2 x 2 deg CAR geometry around the source, reconstructed energy
 0.7-10 TeV, MapDatasetMaker, SafeMaskMaker offset-max 2.5 deg + aeff-max, FoVBackgroundMaker "fit" with
 0.3 deg around the source excluded (as tests/test_fit_targets.py). The source model is a point source
@@ -23,7 +23,7 @@ PKS_CENTER = (329.71694, -30.2255)  # map centre
 # the model position of tests/test_fit_targets.py: the map centre is a corner of the 0.2 deg IRF-map
 # pixels of a 2 deg map, where "nearest IRF pixel" is a tie decided by rounding noise
 SOURCE_POSITION = (329.72, -30.22)
-PKS_RUNS = list(range(33787, 33802))  # the 15 flare-night runs in DR1 (33802-33807 are not released)
+PKS_RUNS = list(range(33787, 33802)) + [47802, 47803, 47804, 47827, 47828, 47829]  # all 21 DR1 runs
 OFFSET_MAX = 2.5 * u.deg
 DNDE = u.Unit("cm-2 s-1 TeV-1")
 # a log-parabola close to the stacked fit of these runs (the estimator fits only its norm per bin)

@@ -37,6 +37,6 @@ def test_total_time_and_units_agree_between_cli_report_and_files(tmp_path, capsy
     amplitude = next(p for p in json.loads((tmp_path / "fit.json").read_text())["parameters"]
                      if p["name"] == "amplitude")
     assert amplitude["unit"] == "TeV-1 s-1 cm-2"  # gammapy's (FITS) format
-    assert f"| crab | amplitude |" in report and "| TeV-1 s-1 cm-2 |" in report
+    assert "| crab | amplitude |" in report and "| TeV-1 s-1 cm-2 |" in report
     assert "dnde [TeV-1 s-1 cm-2]" in report
     assert re.search(r"amplitude .* TeV-1 s-1 cm-2 ", printed)

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from astropy import units as u
 from astropy.coordinates import SkyCoord
-from astropy.io import fits
 
 import gamma_ray_dist.maps as ours_maps
 from gamma_ray_dist.maps import GeometryMismatch, Map, MapError, MapFormatError, WcsGeom, WcsNDMap

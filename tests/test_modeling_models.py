@@ -4,7 +4,6 @@ import pickle
 import numpy as np
 import pytest
 from astropy import units as u
-from astropy.coordinates import SkyCoord
 
 from gamma_ray_dist.modeling import Parameter
 from gamma_ray_dist.modeling import models as ours

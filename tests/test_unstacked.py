@@ -9,7 +9,6 @@ float32 rounding elsewhere). Errors: a file missing from the index, an unknown t
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -24,7 +24,7 @@ from typing import Any, Callable, Hashable, Iterable, Mapping, Protocol, Sequenc
 
 from actors.protocols import AccumulatorFactory, TaskFn
 
-from .blocks import GroupedPlan, ReductionPlan, final_state, fold_block, merge_group, reraise, sorted_unique
+from .blocks import GroupedPlan, ReductionPlan, final_state, fold_block, merge_group, record_block, sorted_unique
 from .progress import make_progress
 from .report import RunReport, RunResult
 from .settings import ExecutionSettings
@@ -145,15 +145,8 @@ class SerialBackend(_BackendBase):
                 else:
                     statuses, state = fold_block(task_fn, shared, block, make_accumulator, s.strict)
                     report.n_tasks += 1
-                for obs_id, status in zip(block, statuses):
-                    entry = report.record(status, obs_id)
-                    n_done += 1
-                    if entry.status == "failed":
-                        n_failed += 1
-                        if b not in tree.held:
-                            log.warning("observation %s failed: %s: %s", obs_id, entry.error_type, entry.message)
-                        if s.strict:
-                            reraise(status, obs_id)
+                n_failed += record_block(report, block, statuses, s.strict, None if b in tree.held else log)
+                n_done += len(block)
                 if b not in tree.held:
                     if run_dir is not None and tree.checkpointed:
                         run_dir.record(b, block, statuses)
@@ -185,14 +178,8 @@ class SerialBackend(_BackendBase):
                 for block in group_plan.blocks:
                     statuses, state = fold_block(task_fn, shared, block, make_accumulator, s.strict)
                     report.n_tasks += 1
-                    for obs_id, status in zip(block, statuses):
-                        entry = report.record(status, obs_id)
-                        n_done += 1
-                        if entry.status == "failed":
-                            n_failed += 1
-                            log.warning("observation %s failed: %s: %s", obs_id, entry.error_type, entry.message)
-                            if s.strict:
-                                reraise(status, obs_id)
+                    n_failed += record_block(report, block, statuses, s.strict, log)
+                    n_done += len(block)
                     states.append(state)
                     if bar is not None:
                         bar.update(n_done, n_failed)

@@ -18,7 +18,7 @@ from actors.protocols import AccumulatorFactory, Partial, TaskFn
 from actors.tree import plan_chunks
 
 __all__ = ["ReductionPlan", "GroupedPlan", "sorted_unique", "run_one", "fold_block", "final_state",
-           "merge_group", "failure_status", "reraise"]
+           "merge_group", "failure_status", "record_block", "reraise"]
 
 
 @dataclass(frozen=True)
@@ -202,6 +202,26 @@ def failure_status(error: BaseException, seconds: float = 0.0) -> dict[str, Any]
         "exception": carried,
         "seconds": seconds,
     }
+
+
+def record_block(report: Any, block: Sequence[int], statuses: Sequence[dict[str, Any]], strict: bool,
+                 log: Any = None) -> int:
+    """Record a block's statuses in ``report`` (a `report.RunReport`); returns how many failed.
+
+    Each failure is logged on ``log`` (None: not logged, e.g. taken over from an earlier attempt);
+    with ``strict`` the first one is re-raised.
+    """
+    n_failed = 0
+    for obs_id, status in zip(block, statuses):
+        entry = report.record(status, obs_id)
+        if entry.status == "ok":
+            continue
+        n_failed += 1
+        if log is not None:
+            log.warning("observation %s failed: %s: %s", obs_id, entry.error_type, entry.message)
+        if strict:
+            reraise(status, obs_id)
+    return n_failed
 
 
 def reraise(status: dict[str, Any], obs_id: int) -> None:

@@ -36,7 +36,7 @@ from actors.reduction import ReductionActor
 from actors.refs import Failed, get_each
 
 from .progress import make_progress
-from .blocks import ReductionPlan, failure_status, final_state, fold_block, reraise, sorted_unique
+from .blocks import ReductionPlan, failure_status, final_state, fold_block, record_block, sorted_unique
 from .links import ReducerLink, ReducerPool
 from .report import RunReport, RunResult
 from .tasks import remote_function
@@ -243,12 +243,9 @@ class RayReduction:
             return Resumed()
         resumed = self.run_dir.plan_resume(self.plan)
         for b in sorted(resumed.blocks):
-            for obs_id, status in zip(self.plan.blocks[b], resumed.statuses[b]):
-                entry = self.report.record(status, obs_id)
-                self.n_done += 1
-                self.n_failed += entry.status == "failed"
-                if self.strict and entry.status == "failed":
-                    reraise(status, obs_id)
+            block = self.plan.blocks[b]
+            self.n_failed += record_block(self.report, block, resumed.statuses[b], self.strict)
+            self.n_done += len(block)
             self.report.n_resumed += len(self.plan.blocks[b])
             self.finished[b] = True
         while self.lowest < len(self.finished) and self.finished[self.lowest]:
@@ -303,17 +300,10 @@ class RayReduction:
             block = self.plan.blocks[b]
             if isinstance(statuses, Failed):  # the worker died beyond max_retries, or was lost
                 statuses = [failure_status(statuses.error)] * len(block)
-            n_ok = 0
-            for obs_id, status in zip(block, statuses):
-                entry = self.report.record(status, obs_id)
-                self.n_done += 1
-                if entry.status == "ok":
-                    n_ok += 1
-                    continue
-                self.n_failed += 1
-                log.warning("observation %s failed: %s: %s", obs_id, entry.error_type, entry.message)
-                if self.strict:
-                    reraise(status, obs_id)
+            n_failed = record_block(self.report, block, statuses, self.strict, log)
+            self.n_done += len(block)
+            self.n_failed += n_failed
+            n_ok = len(block) - n_failed
             if self.ckpt_root is not None and self.run_dir is not None:
                 self.run_dir.record(b, block, statuses)
             collected.append((b, state_ref, n_ok))

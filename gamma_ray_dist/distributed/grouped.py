@@ -27,7 +27,7 @@ import ray
 from actors.protocols import AccumulatorFactory, TaskFn
 from actors.refs import Failed, get_each
 
-from .blocks import GroupedPlan, ReductionPlan, failure_status, merge_group, reraise, sorted_unique
+from .blocks import GroupedPlan, ReductionPlan, failure_status, merge_group, record_block, sorted_unique
 from .driver import _block_task
 from .progress import make_progress
 from .report import RunReport, RunResult
@@ -136,17 +136,10 @@ class GroupedRayReduction:
             g, block = self.blocks[b]
             if isinstance(statuses, Failed):  # the worker died beyond max_retries, or was lost
                 statuses = [failure_status(statuses.error)] * len(block)
-            n_ok = 0
-            for obs_id, status in zip(block, statuses):
-                entry = self.report.record(status, obs_id)
-                self.n_done += 1
-                if entry.status == "ok":
-                    n_ok += 1
-                    continue
-                self.n_failed += 1
-                log.warning("observation %s failed: %s: %s", obs_id, entry.error_type, entry.message)
-                if self.strict:
-                    reraise(status, obs_id)
+            n_failed = record_block(self.report, block, statuses, self.strict, log)
+            self.n_done += len(block)
+            self.n_failed += n_failed
+            n_ok = len(block) - n_failed
             slots = self.pending.setdefault(g, [None] * len(self.plan.plans[g].blocks))
             slots[b - self.first_block[g]] = state_ref if n_ok else None
             self.finished[b] = True

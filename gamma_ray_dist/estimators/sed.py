@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
-import numpy as np
 from astropy import units as u
 
 from ..modeling.dataset import Datasets

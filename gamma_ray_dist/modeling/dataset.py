@@ -23,7 +23,7 @@ import os
 from collections.abc import MutableSequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 

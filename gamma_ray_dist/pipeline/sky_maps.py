@@ -9,7 +9,7 @@ distribution outside the exclusion regions with its fitted Gaussian.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 

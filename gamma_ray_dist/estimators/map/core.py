@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from astropy import units as u
 from astropy.io import fits
 
 from ...errors import GammaRayDistError

@@ -27,8 +27,7 @@ from functools import lru_cache
 from typing import Any, Optional
 
 import numpy as np
-from astropy import units as u
-from astropy.coordinates import Angle, SkyCoord
+from astropy.coordinates import Angle
 
 from ...maps import Map, WcsGeom
 from ...stats import TRUNCATION_VALUE, _LOG_TRUNCATION_SUM, brentq_vectorized
