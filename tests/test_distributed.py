@@ -293,6 +293,14 @@ def test_auto_backend_reduces_small_work_serially_and_says_why(serial, serial_st
     assert stream.getvalue().startswith("backend: serial (estimated serial reduction")
 
 
+def test_serial_progress_advances_one_observation_at_a_time(serial):
+    stream = io.StringIO()
+    serial.reduce(IDS, fake_task, None, make_accumulator, progress=stream)
+    counts = [int(line.split(":")[1].split("/")[0]) for line in stream.getvalue().splitlines()]
+    # a line per decile of 12 observations in 3 blocks of 4: counts that are not multiples of the block
+    assert any(c % BLOCK for c in counts) and counts[-1] == len(IDS)
+
+
 def test_progress_counts_the_observation_that_stops_a_strict_run(serial):
     from gamma_ray_dist.errors import ObservationError
 

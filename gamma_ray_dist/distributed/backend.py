@@ -136,6 +136,7 @@ class SerialBackend(_BackendBase):
         resumed = run_dir.plan_resume(plan) if run_dir is not None else None
         tree = _SerialTree(plan, make_accumulator, OrderedReducer, run_dir, resumed)
         bar = make_progress(len(ids), s.progress)
+        tick = _ObservationTicker(bar)
         n_done = n_failed = 0
         try:
             for b, block in enumerate(plan.blocks):
@@ -143,7 +144,8 @@ class SerialBackend(_BackendBase):
                     statuses, state = resumed.statuses[b], None
                     report.n_resumed += len(block)
                 else:
-                    statuses, state = fold_block(task_fn, shared, block, make_accumulator, s.strict)
+                    tick.start(n_done, n_failed)
+                    statuses, state = fold_block(task_fn, shared, block, make_accumulator, s.strict, tick)
                     report.n_tasks += 1
                 n_failed += record_block(report, block, statuses, s.strict, None if b in tree.held else log)
                 n_done += len(block)
@@ -170,13 +172,15 @@ class SerialBackend(_BackendBase):
         report = RunReport(s.run_id or "serial", "serial", s.block_size, len(plan.blocks), s.merge_fan_in,
                            duplicate_obs_ids=dups, n_groups=len(plan.keys))
         bar = make_progress(len(ids), s.progress)
+        tick = _ObservationTicker(bar)
         results: dict[Hashable, Any] = {}
         n_done = n_failed = 0
         try:
             for key, group_plan in zip(plan.keys, plan.plans):
                 states: list[dict | None] = []
                 for block in group_plan.blocks:
-                    statuses, state = fold_block(task_fn, shared, block, make_accumulator, s.strict)
+                    tick.start(n_done, n_failed)
+                    statuses, state = fold_block(task_fn, shared, block, make_accumulator, s.strict, tick)
                     report.n_tasks += 1
                     n_failed += record_block(report, block, statuses, s.strict, log)
                     n_done += len(block)
@@ -194,6 +198,25 @@ class SerialBackend(_BackendBase):
     def map(self, fn: Callable[[S, J], R], jobs: Sequence[J], shared: S = None) -> list[R]:
         """``[fn(shared, job) for job in jobs]``."""
         return [fn(shared, job) for job in jobs]
+
+
+class _ObservationTicker:
+    """Serial progress per observation: the bar moves as each observation of a block is reduced.
+
+    Failures are counted when the block's statuses are recorded (right after the block, as on Ray),
+    so that a strict run's stopping observation is counted once, by the bar's ``close``.
+    """
+
+    def __init__(self, bar) -> None:
+        self.bar, self.done, self.failed = bar, 0, 0
+
+    def start(self, done: int, failed: int) -> None:
+        self.done, self.failed = done, failed
+
+    def __call__(self, status: dict) -> None:
+        if self.bar is not None and status["ok"]:
+            self.done += 1
+            self.bar.update(self.done, self.failed)
 
 
 class _SerialTree:

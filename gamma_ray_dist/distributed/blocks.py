@@ -12,7 +12,7 @@ import os
 import pickle
 import time
 from dataclasses import dataclass
-from typing import Any, Hashable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
 
 from actors.protocols import AccumulatorFactory, Partial, TaskFn
 from actors.tree import plan_chunks
@@ -152,8 +152,12 @@ def run_one(task_fn: TaskFn, shared: Any, obs_id: int) -> tuple[dict[str, Any], 
 
 
 def fold_block(task_fn: TaskFn, shared: Any, block: tuple[int, ...], make_accumulator: AccumulatorFactory,
-               strict: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+               strict: bool = False, on_status: Callable[[dict[str, Any]], None] | None = None,
+               ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """Reduce a block's observations in order into one accumulator.
+
+    ``on_status`` (in-process callers: the serial progress bar) is called with each observation's
+    status as soon as it is done.
 
     Returns
     -------
@@ -168,6 +172,8 @@ def fold_block(task_fn: TaskFn, shared: Any, block: tuple[int, ...], make_accumu
     for obs_id in block:
         status, partial = run_one(task_fn, shared, obs_id)
         statuses.append(status)
+        if on_status is not None:
+            on_status(status)
         if partial is None:
             if strict:
                 return statuses, None
