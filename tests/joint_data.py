@@ -30,17 +30,37 @@ def seed_spec():
     return ReductionSpec(geom, et, offset_max=2.5, exclusion_mask=excl)
 
 
+def _write_chunk(shared: tuple, obs_ids: list) -> list[dict]:
+    """Reduce ``obs_ids`` of the store ``shared[0]`` to one dataset file each in ``shared[1]``."""
+    from gamma_ray_dist.data import DataStore
+    from gamma_ray_dist.datasets.accumulator import StackAccumulator
+    from gamma_ray_dist.reduction import prepare, reduce_observation
+
+    store, directory, suffix = shared
+    data_store = DataStore.from_dir(store)
+    spec = seed_spec()
+    geometry = prepare(spec).geometry
+    entries = []
+    for obs_id in obs_ids:
+        name = f"obs-{obs_id}"
+        acc = StackAccumulator(geometry, name)
+        acc.add(reduce_observation(data_store.obs(obs_id), spec))
+        filename = f"{name}{suffix}"
+        acc.to_dataset(name).write(Path(directory) / filename, overwrite=True)
+        entries.append({"name": name, "type": "MapDataset", "filename": filename})
+    return entries
+
+
 def write_observation_datasets(directory: str | Path, n_obs: int, seed: int = 0, livetime: float = 1800.0,
-                               store: str | Path | None = None) -> Path:
+                               backend=None, suffix: str = ".fits.gz", chunk: int = 50) -> Path:
     """Simulate ``n_obs`` runs, reduce each to its own dataset file; returns the index YAML path.
 
-    Re-uses ``directory/datasets.yaml`` when it already lists ``n_obs`` existing files.
+    Re-uses ``directory/datasets.yaml`` when it already lists ``n_obs`` existing files. With a
+    ``backend``, chunks of ``chunk`` observations are written in parallel (`backend.map`).
     """
     import yaml
 
     from gamma_ray_dist.data import DataStore
-    from gamma_ray_dist.datasets.accumulator import StackAccumulator
-    from gamma_ray_dist.reduction import prepare, reduce_observation
     from gamma_ray_dist.simulate import simulate_datastore
 
     directory = Path(directory)
@@ -49,19 +69,14 @@ def write_observation_datasets(directory: str | Path, n_obs: int, seed: int = 0,
         entries = yaml.safe_load(index.read_text())["datasets"]
         if len(entries) == n_obs and all((directory / e["filename"]).exists() for e in entries):
             return index
-    store = Path(store) if store is not None else directory / "store"
-    simulate_datastore(store, n_obs=n_obs, seed=seed, livetime=livetime)
-    data_store = DataStore.from_dir(store)
-    spec = seed_spec()
-    geometry = prepare(spec).geometry
-    entries = []
-    for obs_id in sorted(int(o) for o in data_store.obs_ids):
-        name = f"obs-{obs_id}"
-        acc = StackAccumulator(geometry, name)
-        acc.add(reduce_observation(data_store.obs(obs_id), spec))
-        filename = f"{name}.fits.gz"
-        acc.to_dataset(name).write(directory / filename, overwrite=True)
-        entries.append({"name": name, "type": "MapDataset", "filename": filename})
+    store = directory / "store"
+    if not (store / "obs-index.fits.gz").exists() or len(DataStore.from_dir(store).obs_ids) != n_obs:
+        simulate_datastore(store, n_obs=n_obs, seed=seed, livetime=livetime)
+    obs_ids = sorted(int(o) for o in DataStore.from_dir(store).obs_ids)
+    jobs = [obs_ids[i:i + chunk] for i in range(0, len(obs_ids), chunk)]
+    shared = (str(store), str(directory), suffix)
+    results = backend.map(_write_chunk, jobs, shared) if backend is not None else [_write_chunk(shared, j) for j in jobs]
+    entries = [e for part in results for e in part]
     index.write_text(yaml.safe_dump({"datasets": entries}, sort_keys=False))
     return index
 

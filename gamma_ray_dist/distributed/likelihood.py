@@ -165,6 +165,7 @@ class FitShard:
     def __init__(self, entries: Sequence[DatasetEntry]):
         from ..datasets.map import MapDataset
 
+        self.rss_before_kb = _rss_kb("VmRSS:")  # the process before reading: the shard's own share is above
         self.names = [e.name for e in entries]
         self.datasets = []
         self.error: str | None = None  # a file that cannot be read: reported by `prechecks`, not raised
@@ -224,17 +225,26 @@ class FitShard:
     def info(self) -> dict:
         """Process id, datasets and bins held, peak resident memory (kB) and CPU seconds of this process."""
         return {"pid": os.getpid(), "n_datasets": len(self.datasets), "n_bins": self.n_bins,
-                "peak_rss_kb": _peak_rss_kb(), "cpu_s": time.process_time()}
+                "peak_rss_kb": _peak_rss_kb(), "rss_before_kb": self.rss_before_kb, "cpu_s": time.process_time()}
 
 
-def _peak_rss_kb() -> int:
+def _rss_kb(key: str) -> int:
+    """A memory line of ``/proc/self/status`` in kB (0 where there is none)."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(key):
                     return int(line.split()[1])
     except OSError:
         pass
+    return 0
+
+
+def _peak_rss_kb() -> int:
+    """Peak resident memory of this process (kB)."""
+    peak = _rss_kb("VmHWM:")
+    if peak:
+        return peak
     import resource
 
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
