@@ -187,3 +187,23 @@ def test_sharded_fit_all_parameters_free_with_tilts(tmp_path_factory):
         with ShardedDatasets.open(entries, joint_models(names, tilt_free=True), n_shards=n_shards) as sharded:
             got = _fit_summary(sharded)
         _assert_same_fit(got, ref)
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_joint_datasets_chooses_through_the_ray_backend(entries):
+    from gamma_ray_dist.distributed import RayBackend
+    from gamma_ray_dist.distributed.likelihood import SHARDED_MIN_BINS, ShardedDatasets
+
+    serial = read_datasets(entries, _models(entries))
+    backend = RayBackend().start()  # joins the session's Ray
+    small = joint_datasets(entries, _models(entries), backend)
+    assert not isinstance(small, ShardedDatasets) and small.choice[0] == "serial"
+    assert len(entries) * 40000 < SHARDED_MIN_BINS
+    with joint_datasets(entries, _models(entries), backend, mode="sharded") as sharded:
+        assert isinstance(sharded, ShardedDatasets) and sharded.n_shards == backend.cpus
+        assert sharded.stat_sum() == serial.stat_sum()
+        sharded.models["crab"].spectral_model.index.value = 2.3
+        serial.models["crab"].spectral_model.index.value = 2.3
+        assert sharded.stat_sum() == serial.stat_sum()
+        assert [d.stat_sum() for d in sharded] == [d.stat_sum() for d in serial]
+    backend.close()  # leaves the session's Ray running (it did not start it)

@@ -181,8 +181,8 @@ class FitShard:
 
     def set_models(self, models: Models, layout: ShardLayout) -> int:
         """Attach this shard's copy of the models; returns the number of parameters in the layout."""
-        for d in self.datasets:
-            d.models = models
+        for d, selected in zip(self.datasets, _models_by_dataset(models, self.names)):
+            d.models = selected
         pars = models.parameters.unique_parameters
         names = tuple(_unique_names(models))
         if len(pars) != len(layout.index) or names != layout.names:
@@ -248,6 +248,24 @@ def _peak_rss_kb() -> int:
     import resource
 
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def _models_by_dataset(models: Models, names: Sequence[str]) -> list[list]:
+    """For each dataset name, the models that apply to it (the `Dataset.models` selection, in order).
+
+    Setting a dataset's models to its own short list selects the same models as setting the whole
+    collection, without building a collection of every model once per dataset (quadratic in the
+    number of datasets when each has its own background model).
+    """
+    common: dict[int, Any] = {}
+    named: dict[str, dict[int, Any]] = {}
+    for i, m in enumerate(models):
+        if m.datasets_names is None:
+            common[i] = m
+        else:
+            for name in m.datasets_names:
+                named.setdefault(name, {})[i] = m
+    return [[m for _, m in sorted({**common, **named.get(name, {})}.items())] for name in names]
 
 
 def _unique_names(models: Models) -> list[str]:
@@ -368,8 +386,9 @@ class ShardedDatasets(Datasets):
         """Set the models on the stand-ins and send each actor the ones its datasets use, once."""
         import ray
 
-        for d in self._datasets:
-            d.models = models
+        models = Models(models)
+        for d, selected in zip(self._datasets, _models_by_dataset(models, self.names)):
+            d.models = selected
         joint = Datasets.models.fget(self)
         self._all_params = list(joint.parameters.unique_parameters)
         position = {id(p): i for i, p in enumerate(self._all_params)}
