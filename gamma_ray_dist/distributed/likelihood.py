@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 #: Total fit bins (datasets x energy bins x pixels, seed-like datasets) from which a joint fit on 2
 #: local Ray actors beat the in-process fit, actor start and file reading included (warm Ray),
 #: measured with ``benchmarks/bench_joint_fit.py --crossover`` (see benchmarks/README.md).
-SHARDED_MIN_BINS = 400_000
+SHARDED_MIN_BINS = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -177,6 +177,7 @@ class FitShard:
                 self.datasets = []
                 break
         self.parameters: list = []
+        self.stat_cpu_s = 0.0  # CPU seconds spent in `stats` (the ceiling of a sharded evaluation)
         self.n_bins = int(sum(d.counts.data.size for d in self.datasets if d.counts is not None))
 
     def set_models(self, models: Models, layout: ShardLayout) -> int:
@@ -203,6 +204,7 @@ class FitShard:
         A ``ValueError``/``ArithmeticError`` of a dataset (e.g. a model stepped off the map) is
         returned as ``(type name, message)`` so the head raises it as the serial fit would.
         """
+        c0 = time.process_time()
         self.set_values(index, values)
         out = np.empty(len(self.datasets))
         try:
@@ -210,6 +212,8 @@ class FitShard:
                 out[i] = d.stat_sum()
         except (ValueError, ArithmeticError) as exc:
             return (type(exc).__name__, f"dataset {d.name!r}: {exc}")
+        finally:
+            self.stat_cpu_s += time.process_time() - c0
         return out
 
     def prechecks(self) -> list[list[str]] | str:
@@ -225,7 +229,8 @@ class FitShard:
     def info(self) -> dict:
         """Process id, datasets and bins held, peak resident memory (kB) and CPU seconds of this process."""
         return {"pid": os.getpid(), "n_datasets": len(self.datasets), "n_bins": self.n_bins,
-                "peak_rss_kb": _peak_rss_kb(), "rss_before_kb": self.rss_before_kb, "cpu_s": time.process_time()}
+                "peak_rss_kb": _peak_rss_kb(), "rss_before_kb": self.rss_before_kb, "cpu_s": time.process_time(),
+                "stat_cpu_s": self.stat_cpu_s}
 
 
 def _rss_kb(key: str) -> int:
