@@ -45,10 +45,13 @@ __all__ = ["DatasetEntry", "read_datasets_index", "check_entries", "shard_bounds
 
 log = logging.getLogger(__name__)
 
-#: Total fit bins (datasets x energy bins x pixels, seed-like datasets) from which a joint fit on 2
-#: local Ray actors beat the in-process fit, actor start and file reading included (warm Ray),
-#: measured with ``benchmarks/bench_joint_fit.py --crossover`` (see benchmarks/README.md).
-SHARDED_MIN_BINS = 2_000_000
+#: Total fit bins (datasets x energy bins x pixels) from which a joint fit on 2 local Ray actors beats
+#: the in-process fit, actor start and file reading included (Ray already running): ~64 seed-like
+#: datasets of 40,000 bins (a source + power law free, background norms frozen). Measured with
+#: ``benchmarks/bench_joint_fit.py`` on 2 shared cores: the in-process fit costs ~0.285 s a dataset
+#: (read + ~95 evaluations), the sharded one ~5 s to start its actors + ~0.21 s a dataset; at 32
+#: datasets the sharded fit was still 0.96x, at 100 1.11x (see benchmarks/README.md).
+SHARDED_MIN_BINS = 2_500_000
 
 
 @dataclass(frozen=True)
