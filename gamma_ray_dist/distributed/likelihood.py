@@ -378,7 +378,11 @@ class ShardedDatasets(Datasets):
             for j, problems in enumerate(shard):
                 self._datasets[a + j]._precheck = list(problems)
         if models is not None:
-            self.models = models
+            try:
+                self.models = models
+            except BaseException:
+                self.close()
+                raise
         return self
 
     @property
