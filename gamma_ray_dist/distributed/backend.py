@@ -477,6 +477,16 @@ class AutoBackend(_BackendBase):
             stream = None if self.settings.progress is True else self.settings.progress
             print(f"backend: {name} ({reason})", file=stream or sys.stderr, flush=True)
 
+    def choose(self, name: str, reason: str) -> "SerialBackend | RayBackend":
+        """Decide now, for work sized without a probe (a joint fit above the measured crossover).
+
+        Returns the chosen backend, started; a backend already chosen stays as it is.
+        """
+        if self.chosen is None:
+            self._choice = (name, reason)
+            self.chosen = (RayBackend if name == "ray" else SerialBackend)(self.settings).start()
+        return self.chosen
+
     def reduce(self, obs_ids: Iterable[int], task_fn: TaskFn, shared: Any,
                make_accumulator: AccumulatorFactory, *, groups: Mapping[int, Hashable] | None = None,
                on_group: GroupCallback | None = None, **overrides: Any) -> RunResult:
