@@ -55,8 +55,13 @@ class Models(MutableSequence):
         elif not isinstance(models, (list, tuple)):
             models = [models]
         self._models: list = []
-        for m in models:
-            self.append(m)
+        seen: set[str] = set()
+        for m in models:  # the checks of `insert`, with one set of names (linear in the number of models)
+            self._check_type(m)
+            if m.name in seen:
+                raise ValueError(f"Model names must be unique; {m.name!r} is duplicated")
+            seen.add(m.name)
+            self._models.append(m)
         self._covariance = None
         self._covar_file: str | None = None
         if covariance_data is not None and len(covariance_data) == len(self.parameters):
@@ -87,9 +92,13 @@ class Models(MutableSequence):
     def __len__(self) -> int:
         return len(self._models)
 
-    def insert(self, idx: int, model) -> None:
+    @staticmethod
+    def _check_type(model) -> None:
         if not isinstance(model, (SkyModel, FoVBackgroundModel)):
             raise TypeError(f"Models holds SkyModel/FoVBackgroundModel objects, got {type(model).__name__}")
+
+    def insert(self, idx: int, model) -> None:
+        self._check_type(model)
         self._check_name(model)
         self._models.insert(idx, model)
 
