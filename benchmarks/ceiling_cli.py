@@ -53,6 +53,9 @@ def _make_backend_class():
             return 2
 
         def reduce(self, obs_ids: Iterable[int], task_fn, shared, make_accumulator, **overrides: Any) -> RunResult:
+            for key in ("run_dir", "root_checkpoint_every", "checkpoint_every", "wait_timeout", "config_hash",
+                        "reducer_options"):
+                overrides.pop(key, None)  # no checkpoints here: the least a run can do
             s = self._run_settings(overrides)
             t0 = time.perf_counter()
             ids, dups = sorted_unique(obs_ids)
