@@ -284,10 +284,17 @@ def test_auto_choice_follows_the_size_of_the_work_and_a_named_cluster():
 def test_auto_backend_reduces_small_work_serially_and_says_why(serial, serial_state):
     from gamma_ray_dist.distributed import AutoBackend
 
+    calls: list[int] = []
+
+    def counted(shared, obs_id):
+        calls.append(obs_id)
+        return fake_task(shared, obs_id)
+
     stream = io.StringIO()
     with AutoBackend(block_size=BLOCK, progress=stream) as backend:
-        result = backend.reduce(IDS, fake_task, None, make_accumulator)
+        result = backend.reduce(IDS, counted, None, make_accumulator)
         assert backend.choice[0] == "serial" and isinstance(backend.chosen, SerialBackend)
+        assert sorted(calls) == IDS  # the probe's two observations are not reduced again
         assert backend.map(_job, [1, 2], shared={"scale": 2})[0][0] == 2
     _assert_same(result.state, serial_state)
     assert stream.getvalue().startswith("backend: serial (estimated serial reduction")

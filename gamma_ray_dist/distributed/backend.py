@@ -439,8 +439,9 @@ def choose_backend(settings: ExecutionSettings, n_obs: int, first_seconds: float
 class AutoBackend(_BackendBase):
     """Serial or Ray, decided at the first reduction from its size and a timed probe (see `choose_backend`).
 
-    The probe reduces the first two observations in this process (they are reduced again by the
-    chosen backend, so the result is exactly that backend's); later calls go to the chosen backend.
+    The probe reduces the first two observations in this process. When serial is chosen, their
+    results are used as they are (the same function on the same input: the same bits), so a small
+    run pays nothing for the probe; Ray reduces them again. Later calls go to the chosen backend.
     ``choice`` is ``(name, reason)`` once decided.
     """
 
@@ -450,6 +451,7 @@ class AutoBackend(_BackendBase):
         super().__init__(settings, **changes)
         self.chosen: SerialBackend | RayBackend | None = None
         self._choice: tuple[str, str] | None = None
+        self._probed: dict[int, Any] = {}
 
     @property
     def choice(self) -> tuple[str, str]:
@@ -465,7 +467,7 @@ class AutoBackend(_BackendBase):
             for obs_id in sorted(set(int(o) for o in obs_ids))[:2]:
                 t0 = time.perf_counter()
                 try:
-                    task_fn(shared, obs_id)
+                    self._probed[obs_id] = task_fn(shared, obs_id)
                 except Exception:  # noqa: BLE001 - the chosen backend reports it properly
                     break
                 times.append(time.perf_counter() - t0)
@@ -473,6 +475,8 @@ class AutoBackend(_BackendBase):
                                       times[1] if len(times) > 1 else None)
         self._choice = (name, reason)
         self.chosen = (RayBackend if name == "ray" else SerialBackend)(self.settings).start()
+        if name == "ray":
+            self._probed.clear()
         if self.settings.progress is not False:
             stream = None if self.settings.progress is True else self.settings.progress
             print(f"backend: {name} ({reason})", file=stream or sys.stderr, flush=True)
@@ -493,6 +497,8 @@ class AutoBackend(_BackendBase):
         obs_ids = list(obs_ids)
         if self.chosen is None:
             self._decide(obs_ids, task_fn, shared)
+        if self._probed:  # serial chosen: the probe's results stand for their observations (once)
+            task_fn, self._probed = _Probed(task_fn, self._probed), {}
         if groups is not None:
             overrides.update(groups=groups, on_group=on_group)
         return self.chosen.reduce(obs_ids, task_fn, shared, make_accumulator, **overrides)
@@ -505,6 +511,18 @@ class AutoBackend(_BackendBase):
     def close(self) -> None:
         if self.chosen is not None:
             self.chosen.close()
+
+
+class _Probed:
+    """``task_fn`` that first returns the results the auto backend's probe already computed."""
+
+    def __init__(self, task_fn: TaskFn, results: dict[int, Any]) -> None:
+        self.task_fn, self.results = task_fn, dict(results)
+
+    def __call__(self, shared: Any, obs_id: int) -> Any:
+        if obs_id in self.results:
+            return self.results.pop(obs_id)
+        return self.task_fn(shared, obs_id)
 
 
 def make_backend(settings: ExecutionSettings) -> SerialBackend | RayBackend | AutoBackend:
