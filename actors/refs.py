@@ -1,11 +1,11 @@
-"""Fetching a batch of Ray results while telling which refs failed (driver and profile workers)."""
+"""Waiting for and fetching batches of Ray results, telling which refs failed (the drivers)."""
 from __future__ import annotations
 
 from typing import Any
 
 import ray
 
-__all__ = ["Failed", "get_each"]
+__all__ = ["Failed", "get_each", "wait_ready"]
 
 
 class Failed:
@@ -31,3 +31,12 @@ def get_each(refs: list[ray.ObjectRef]) -> list[Any]:
             except Exception as error:  # noqa: BLE001 - handed to the caller
                 out.append(Failed(error))
         return out
+
+
+def wait_ready(refs: list[ray.ObjectRef], timeout: float) -> list[ray.ObjectRef]:
+    """The refs that are ready: waits (at most ``timeout`` s) for one, then sweeps the rest without blocking."""
+    ready, rest = ray.wait(refs, num_returns=1, timeout=timeout)
+    if ready and rest:
+        more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
+        ready += more
+    return ready

@@ -33,7 +33,7 @@ import ray
 
 from actors.protocols import AccumulatorFactory, TaskFn
 from actors.reduction import ReductionActor
-from actors.refs import Failed, get_each
+from actors.refs import Failed, get_each, wait_ready
 
 from .progress import make_progress
 from .blocks import ReductionPlan, failure_status, final_state, fold_block, record_block, sorted_unique
@@ -285,11 +285,7 @@ class RayReduction:
         if not refs:  # nothing outstanding: the next finalize call is issued by _upkeep
             time.sleep(0.001)
             return []
-        ready, rest = ray.wait(refs, num_returns=1, timeout=self.wait_timeout)
-        if ready and rest:  # sweep whatever else is done, without blocking
-            more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
-            ready += more
-        return ready
+        return wait_ready(refs, self.wait_timeout)
 
     def _collect(self, ready: list) -> None:
         """Finished tasks: one batched get of their status lists (never the states)."""

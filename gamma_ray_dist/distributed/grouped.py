@@ -25,7 +25,7 @@ from typing import Any, Callable, Hashable, Iterable, Mapping
 import ray
 
 from actors.protocols import AccumulatorFactory, TaskFn
-from actors.refs import Failed, get_each
+from actors.refs import Failed, get_each, wait_ready
 
 from .blocks import GroupedPlan, ReductionPlan, failure_status, merge_group, record_block, sorted_unique
 from .driver import _block_task
@@ -122,11 +122,7 @@ class GroupedRayReduction:
         refs = list(self.tasks) + list(self.merges)
         if not refs:
             return []
-        ready, rest = ray.wait(refs, num_returns=1, timeout=self.wait_timeout)
-        if ready and rest:  # sweep whatever else is done, without blocking
-            more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
-            ready += more
-        return ready
+        return wait_ready(refs, self.wait_timeout)
 
     def _collect(self, ready: list) -> None:
         done = [r for r in ready if r in self.tasks]
