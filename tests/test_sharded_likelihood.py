@@ -207,3 +207,11 @@ def test_joint_datasets_chooses_through_the_ray_backend(entries):
         assert sharded.stat_sum() == serial.stat_sum()
         assert [d.stat_sum() for d in sharded] == [d.stat_sum() for d in serial]
     backend.close()  # leaves the session's Ray running (it did not start it)
+
+
+def test_the_stand_ins_do_not_replace_mapdataset_as_the_reader_of_its_tag():
+    from gamma_ray_dist.datasets import MapDataset
+    from gamma_ray_dist.distributed.likelihood import ShardedDataset
+    from gamma_ray_dist.modeling.dataset import DATASET_REGISTRY
+
+    assert ShardedDataset.tag == "MapDataset" and DATASET_REGISTRY["MapDataset"] is MapDataset

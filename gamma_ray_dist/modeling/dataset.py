@@ -132,7 +132,9 @@ class Dataset(abc.ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "tag" in cls.__dict__:  # a class naming its own type: readable from a datasets index
+        # a class naming its own type and able to read it: what a datasets index entry of that type
+        # is read with (stand-ins that share a tag, e.g. the sharded fit's, cannot read and stay out)
+        if "tag" in cls.__dict__ and callable(getattr(cls, "read", None)):
             DATASET_REGISTRY[cls.tag] = cls
 
     def __init__(self, name: str, models: Any = None):
