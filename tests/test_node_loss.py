@@ -1,10 +1,10 @@
 """A worker node lost mid-run, with the root reducer on it: the run completes with the serial bits.
 
 A local multi-node Ray (`ray.cluster_utils.Cluster`: a head and two worker raylets on this machine)
-runs a reduction whose root reducer is placed on a worker node (soft node affinity, so Ray may restart
-it elsewhere), with its checkpoints in a directory every node reads. Once the root has checkpointed
+runs a reduction whose root reducer is placed on a worker node (a custom resource only the worker nodes
+offer, and soft node affinity to one of them, so Ray may restart it on the other), with its checkpoints in a directory every node reads. Once the root has checkpointed
 some blocks, the worker node holding it is removed (its raylet, workers, object store and the reducer
-die; Ray almost always honours the affinity, and the test removes whichever worker the root is on):
+die; the test removes whichever worker node the root is on):
 Ray restarts the reducer on a surviving node, it restores its checkpoint, the driver re-sends what it
 had not made durable, and block states that lived in the lost object store are rebuilt from lineage
 (their tasks run again). The result equals the serial reduction bit for bit.
@@ -44,8 +44,10 @@ def _child(checkpoint_dir: str) -> None:
     expected = SerialBackend(block_size=2, progress=False).reduce(IDS, TASK, None, make_accumulator).state
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     try:
-        doomed = cluster.add_node(num_cpus=1)
-        spare = cluster.add_node(num_cpus=1)
+        # only the worker nodes offer a reducer slot: the root can never land on the head (the driver's
+        # node), and when its node goes the surviving worker can take it
+        doomed = cluster.add_node(num_cpus=1, resources={"reducer_slot": 1})
+        spare = cluster.add_node(num_cpus=1, resources={"reducer_slot": 1})
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, log_to_driver=False)
         doomed_id = doomed.node_id
@@ -75,7 +77,8 @@ def _child(checkpoint_dir: str) -> None:
 
         watcher = threading.Thread(target=remove_when_checkpointed, daemon=True)
         watcher.start()
-        options = {"scheduling_strategy": NodeAffinitySchedulingStrategy(doomed_id, soft=True)}
+        options = {"scheduling_strategy": NodeAffinitySchedulingStrategy(doomed_id, soft=True),
+                   "resources": {"reducer_slot": 0.01}}
         with RayBackend(block_size=2, max_in_flight=3, progress=False, reuse_reducers=False,
                         checkpoint_dir=checkpoint_dir) as backend:
             result = backend.reduce(IDS, TASK, None, make_accumulator, run_id=run_id, root_checkpoint_every=1,
