@@ -55,6 +55,23 @@ def _block_task(shared: tuple[TaskFn, Any, AccumulatorFactory, bool], block: tup
     return fold_block(task_fn, value, block, make_accumulator, strict)
 
 
+def finished_blocks(ready: list, tasks: dict, block_of, report: RunReport, strict: bool) -> list[tuple]:
+    """The block tasks among ``ready`` (popped from ``tasks``, ref -> (block index, state ref)), with
+    their statuses fetched in one batch and recorded: ``[(b, state_ref, block, statuses, n_failed)]``.
+
+    A task whose worker died beyond its retries (or was lost) counts as every observation failed.
+    """
+    done = [r for r in ready if r in tasks]
+    out = []
+    for ref, statuses in zip(done, get_each(done)):
+        b, state_ref = tasks.pop(ref)
+        block = block_of(b)
+        if isinstance(statuses, Failed):
+            statuses = [failure_status(statuses.error)] * len(block)
+        out.append((b, state_ref, block, statuses, record_block(report, block, statuses, strict, log)))
+    return out
+
+
 class RayReduction:
     """The state of one reduction on Ray: submission, collection, reducer links, teardown.
 
@@ -289,14 +306,9 @@ class RayReduction:
 
     def _collect(self, ready: list) -> None:
         """Finished tasks: one batched get of their status lists (never the states)."""
-        done = [r for r in ready if r in self.tasks]
         collected = []
-        for ref, statuses in zip(done, get_each(done)):
-            b, state_ref = self.tasks.pop(ref)
-            block = self.plan.blocks[b]
-            if isinstance(statuses, Failed):  # the worker died beyond max_retries, or was lost
-                statuses = [failure_status(statuses.error)] * len(block)
-            n_failed = record_block(self.report, block, statuses, self.strict, log)
+        for b, state_ref, block, statuses, n_failed in finished_blocks(ready, self.tasks, self.plan.blocks.__getitem__,
+                                                                       self.report, self.strict):
             self.n_done += len(block)
             self.n_failed += n_failed
             n_ok = len(block) - n_failed

@@ -27,8 +27,8 @@ import ray
 from actors.protocols import AccumulatorFactory, TaskFn
 from actors.refs import Failed, get_each, wait_ready
 
-from .blocks import GroupedPlan, ReductionPlan, failure_status, merge_group, record_block, sorted_unique
-from .driver import _block_task
+from .blocks import GroupedPlan, ReductionPlan, merge_group, sorted_unique
+from .driver import _block_task, finished_blocks
 from .progress import make_progress
 from .report import RunReport, RunResult
 from .tasks import remote_function
@@ -125,14 +125,10 @@ class GroupedRayReduction:
         return wait_ready(refs, self.wait_timeout)
 
     def _collect(self, ready: list) -> None:
-        done = [r for r in ready if r in self.tasks]
         final: list[tuple[int, Any]] = []  # groups whose final state ref is known now
-        for ref, statuses in zip(done, get_each(done)):
-            b, state_ref = self.tasks.pop(ref)
-            g, block = self.blocks[b]
-            if isinstance(statuses, Failed):  # the worker died beyond max_retries, or was lost
-                statuses = [failure_status(statuses.error)] * len(block)
-            n_failed = record_block(self.report, block, statuses, self.strict, log)
+        for b, state_ref, block, statuses, n_failed in finished_blocks(ready, self.tasks, lambda b: self.blocks[b][1],
+                                                                       self.report, self.strict):
+            g = self.blocks[b][0]
             self.n_done += len(block)
             self.n_failed += n_failed
             n_ok = len(block) - n_failed
