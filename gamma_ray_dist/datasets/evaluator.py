@@ -468,12 +468,8 @@ class MapEvaluator:
         return flux
 
     # -- result -----------------------------------------------------------------------------
-    def compute_npred(self, dataset) -> Optional[tuple[tuple, np.ndarray]]:
-        """Predicted counts of the model: ``(slices, npred)`` with npred ``(n_reco, ny, nx)`` on the cutout
-        at ``slices`` of the dataset image, or None when the model does not contribute.
-
-        The returned array is cached: do not modify it.
-        """
+    def _setup_and_template(self, dataset):
+        """``(setup, spatial template)`` up to date for ``dataset``, or None when the model does not contribute."""
         if self.model.spatial_model is None:
             raise NotImplementedError(f"Model {self.model.name!r}: SkyModel without a spatial model "
                                       "is not supported on a MapDataset")
@@ -482,7 +478,18 @@ class MapEvaluator:
             setup = self.update(dataset)
         if not setup.contributes:
             return None
-        template = self._spatial_template(setup, setup.geom.frame)
+        return setup, self._spatial_template(setup, setup.geom.frame)
+
+    def compute_npred(self, dataset) -> Optional[tuple[tuple, np.ndarray]]:
+        """Predicted counts of the model: ``(slices, npred)`` with npred ``(n_reco, ny, nx)`` on the cutout
+        at ``slices`` of the dataset image, or None when the model does not contribute.
+
+        The returned array is cached: do not modify it.
+        """
+        ready = self._setup_and_template(dataset)
+        if ready is None:
+            return None
+        setup, template = ready
         spectral_key = self.model.spectral_model.cache_key()
         key = (self._spatial_cache[0], spectral_key)
         if self._npred_cache[0] == key:
@@ -504,15 +511,10 @@ class MapEvaluator:
             does not contribute, False when the decomposition does not apply (negative or non-finite
             template or spectral weights: the dataset uses the dense path).
         """
-        if self.model.spatial_model is None:
-            raise NotImplementedError(f"Model {self.model.name!r}: SkyModel without a spatial model "
-                                      "is not supported on a MapDataset")
-        setup = self.setup
-        if self.needs_update(dataset):
-            setup = self.update(dataset)
-        if not setup.contributes:
+        ready = self._setup_and_template(dataset)
+        if ready is None:
             return None
-        template = self._spatial_template(setup, setup.geom.frame)
+        setup, template = ready
         terms_key = (self._spatial_cache[0], static.token)
         if self._terms_cache[0] != terms_key:
             self._terms_cache = (terms_key, ModelStatTerms.from_template(template, setup.slices, static))
