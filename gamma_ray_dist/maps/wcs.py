@@ -25,12 +25,8 @@ import numpy as np
 from astropy import units as u
 from astropy.coordinates import Angle, SkyCoord, frame_transform_graph
 from astropy.io import fits
-from astropy.nddata import Cutout2D
-from astropy.nddata.utils import NoOverlapError, PartialOverlapError, overlap_slices
 from astropy.wcs import WCS
 from astropy.wcs.utils import celestial_frame_to_wcs, proj_plane_pixel_scales, wcs_to_celestial_frame
-from scipy import ndimage
-from scipy.interpolate import RegularGridInterpolator
 
 from .axes import MapAxes
 from .coord import MapCoord, skycoord_to_lonlat
@@ -465,6 +461,8 @@ class WcsGeom:
         if key is not None and key in cutouts:
             cutouts.move_to_end(key)
             return cutouts[key]
+        from astropy.nddata import Cutout2D, NoOverlapError, PartialOverlapError
+
         dummy = np.broadcast_to(np.False_, (self._ny, self._nx))
         try:
             c2d = Cutout2D(data=dummy, wcs=self._wcs, position=position, size=width_npix[::-1], mode=mode)
@@ -483,6 +481,10 @@ class WcsGeom:
         (``skycoord_to_pixel`` with all distortions, ``overlap_slices``); None when not cached."""
         if mode != "trim" or not isinstance(position, SkyCoord) or not position.isscalar:
             return None
+        # astropy.nddata and scipy are imported where used: a reducer process unpickles geometries
+        # (this module) but never cuts or interpolates, and their imports cost it ~0.4 s of CPU.
+        from astropy.nddata.utils import NoOverlapError, PartialOverlapError, overlap_slices
+
         if position.frame.name == self._frame:  # no transform (a pointing carries obstime/location)
             lon, lat = position.spherical.lon.deg, position.spherical.lat.deg
         else:
@@ -506,6 +508,8 @@ class WcsGeom:
         cached = cache.get((id(geom), mode))
         if cached is not None and cached[0] is geom:
             return cached[1]
+        from astropy.nddata.utils import overlap_slices
+
         x, y = geom.to_image().coord_to_pix(self.center_skydir)
         parent, cutout = overlap_slices(large_array_shape=geom.data_shape[-2:],
                                         small_array_shape=self.data_shape[-2:],
@@ -823,6 +827,8 @@ class WcsNDMap(Map):
             disk.normalize("integral")
         elif kernel not in ("gauss", "box"):
             raise MapError(f"kernel must be 'gauss', 'disk' or 'box', got {kernel!r}")
+        from scipy import ndimage
+
         out = np.empty(self._data.shape, dtype=float)
         for img, idx in self.iter_by_image_data():
             img = img.astype(float)
@@ -874,6 +880,8 @@ class WcsNDMap(Map):
         if not any(keep):
             values = np.full(shape, data.ravel()[0], dtype=float)
         else:
+            from scipy.interpolate import RegularGridInterpolator
+
             fn = RegularGridInterpolator([g for g, k in zip(grid, keep) if k], np.squeeze(data, axis=tuple(
                 i for i, k in enumerate(keep) if not k)), method=method, bounds_error=False, fill_value=None)
             xi = np.stack([p.ravel() for p, k in zip(pts, keep) if k], axis=-1)

@@ -28,7 +28,6 @@ from typing import Any, Sequence
 
 import numpy as np
 from astropy.table import Table
-from scipy.stats import norm as _norm
 
 from .dataset import Dataset, Datasets
 from .fit_results import CovarianceResult, FitResult, OptimizeResult
@@ -528,8 +527,10 @@ def confidence_task(datasets: Any, parameter: str, sigma: float = 1, reoptimize:
         minuit.migrad(**migrad_opts)
         idx = [p is par for p in parameters.free_parameters].index(True)
         var = _par_names(parameters.free_parameters)[idx]
+        from scipy.special import ndtr  # the standard normal CDF; imported here to keep workers light
+
         try:
-            minuit.minos(var, cl=2 * _norm.cdf(sigma) - 1, ncall=None)
+            minuit.minos(var, cl=2 * ndtr(sigma) - 1, ncall=None)
             info = minuit.merrors[var]
         except (AttributeError, RuntimeError) as error:
             return {**failed, "message": str(error)}

@@ -9,8 +9,6 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
-import scipy.integrate
-import scipy.special
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 
@@ -217,6 +215,8 @@ class DiskSpatialModel(SpatialModel):
         a_ = 1 / np.sin(r_0) ** 2
         b_ = 1 / np.sin(semi_minor) ** 2
 
+        import scipy.integrate  # here, not at module level: reduction workers import this module
+
         def integrand(x):
             return 1 - np.sqrt(1 - 1 / (b_ + (a_ - b_) * np.cos(x) ** 2))
 
@@ -225,6 +225,8 @@ class DiskSpatialModel(SpatialModel):
     @staticmethod
     def evaluate(lon, lat, lon_0, lat_0, r_0, e, phi, edge_width):
         """sr-1; all angles in radians."""
+        import scipy.special
+
         sep = angular_separation(lon, lat, lon_0, lat_0)
         sigma_eff = r_0 if e == 0 else _sigma_eff(lon_0, lat_0, lon, lat, phi, r_0, e)[1]
         norm = DiskSpatialModel.norm_factor(r_0, e)

@@ -16,7 +16,6 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 from astropy import units as u
-from scipy import stats as _stats
 
 from .core import ModelBase, register_model
 
@@ -229,6 +228,8 @@ class SpectralModel(ModelBase):
 
     @staticmethod
     def _errors_from_samples(values: np.ndarray, n_sigma: float = 1) -> np.ndarray:
+        from scipy import stats as _stats  # here: ~0.3 s to import, which every reduction worker would pay
+
         values = np.where(np.isfinite(values), values, np.nan)
         median = np.nanpercentile(values, 50, axis=-1)
         errn = median - np.nanpercentile(values, 100 * _stats.norm.cdf(-n_sigma), axis=-1)
