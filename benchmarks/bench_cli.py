@@ -54,6 +54,11 @@ CPU
     low: it misses each process's last period), split by kind: CLI process, Ray workers (``ray::*``
     tasks / idle workers), reducer actors (``ray::OrderedReducer``), Ray system (raylet, GCS,
     agents); and the sampler's own CPU (in this process, not counted).
+CPU during the reduce stage
+    The sampled CPU of every process of the run (by kind) between the start and the end of the
+    reduce stage (``reduce_epoch`` in ``OUT/reduction.json``), interpolated between sweeps: the
+    issue's "CPU per observation" (the work of reducing, without interpreter start, imports, Ray
+    start, fit or writing), beside the whole run's CPU above.
 reduction.json
     ``timings.reduce`` (the reduction stage: tasks, merges, fetch of the stacked state),
     ``timings.backend_start`` and ``timings.total`` of the run, read from ``OUT/reduction.json``.
@@ -135,7 +140,9 @@ def _kind(cmdline: list[str], pid: int, root_pid: int) -> str:
         return "reducers"
     if head.startswith(("ray::DashboardAgent", "ray::RuntimeEnvAgent")):
         return "ray_system"
-    return "ray_workers" if head.startswith("ray::") else "ray_system"
+    if head.startswith("ray::") or "multiprocessing" in " ".join(cmdline):  # a pool process of the ceiling
+        return "ray_workers"
+    return "ray_system"
 
 
 class TreeSampler(threading.Thread):
@@ -154,6 +161,8 @@ class TreeSampler(threading.Thread):
         self.thread_cpu = 0.0
         self.n_samples = 0
         self.sigchld_ignored: dict[int, bool] = {}
+        # (epoch, {kind: CPU so far}) after each sweep: CPU within a time window, e.g. the reduce stage
+        self.timeline: list[tuple[float, dict[str, float]]] = []
 
     def sample(self) -> None:
         me = self.psutil.Process()
@@ -182,6 +191,7 @@ class TreeSampler(threading.Thread):
                                    "auto_reaped": entry["auto_reaped"] if entry is not None
                                    else self._ignores_sigchld(ppid)}
         self.n_samples += 1
+        self.timeline.append((time.time(), self.by_kind()))
 
     def _ignores_sigchld(self, pid: int) -> bool:
         """Whether ``pid`` ignores SIGCHLD (its children are then reaped by the kernel, unaccounted)."""
@@ -211,6 +221,17 @@ class TreeSampler(threading.Thread):
             for entry in self.procs.values():
                 out[entry["kind"]] += entry["cpu"]
             return out
+
+    def cpu_between(self, start: float, end: float) -> dict[str, float] | None:
+        """CPU by kind spent between the epochs ``start`` and ``end`` (sampled, linearly interpolated
+        between sweeps; a process that exits keeps its last sample); None when not covered."""
+        with self.lock:
+            line = list(self.timeline)
+        if len(line) < 2 or start < line[0][0] or end > line[-1][0] or end <= start:
+            return None
+        times = np.array([t for t, _ in line])
+        return {k: float(np.interp(end, times, [v[k] for _, v in line])
+                         - np.interp(start, times, [v[k] for _, v in line])) for k in KINDS}
 
     def auto_reaped_cpu(self) -> tuple[float, int]:
         """(last own + children CPU, count) of the processes whose parent ignores SIGCHLD."""
@@ -293,6 +314,7 @@ def run_measured(cmd: list[str], env: dict[str, str], interval: float, linger_ti
         out.update({"cpu_sampled_s": sum(kinds.values()), "cpu_sampled_by_kind_s": kinds,
                     "sampler_cpu_s": sampler.thread_cpu, "n_samples": sampler.n_samples,
                     "n_processes_seen": len(sampler.procs)})
+        out["sampler"] = sampler  # for cpu_between once the reduce window is known (dropped before saving)
     return out
 
 
@@ -347,7 +369,8 @@ def read_reduction(out: Path) -> dict[str, Any]:
     t = red.get("timings", {})
     return {"reduce_s": t.get("reduce"), "backend_start_s": t.get("backend_start"), "total_s": t.get("total"),
             "n_ok": red.get("n_ok"), "n_failed": red.get("n_failed"), "backend": red.get("backend"),
-            "n_blocks": red.get("n_blocks"), "block_size": red.get("block_size"), "n_tasks": red.get("n_tasks")}
+            "n_blocks": red.get("n_blocks"), "block_size": red.get("block_size"), "n_tasks": red.get("n_tasks"),
+            "reduce_epoch": red.get("reduce_epoch")}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -396,9 +419,15 @@ def print_size(n: int, store: dict, backends: list[str], runs: dict[str, list[di
     row("  of which sampled, auto-reaped procs [CPU-s]", per(lambda r: _median(r, "cpu_auto_reaped_s")), ".2f",
         ratio=False)
     row("cross-check: sampled own time, all [CPU-s]", per(lambda r: _median(r, "cpu_sampled_s")), ".2f")
-    for kind, label in (("cli", "CLI process"), ("ray_workers", "Ray workers"), ("reducers", "reducer actors"),
+    for kind, label in (("cli", "CLI process"), ("ray_workers", "workers (Ray; ceiling: pool)"), ("reducers", "reducer actors"),
                         ("ray_system", "Ray system (raylet, GCS, ...)")):
         row(f"    {label} [CPU-s]", per(lambda r, k=kind: _median(r, "cpu_sampled_by_kind_s", k)), ".2f", ratio=False)
+    row("CPU during the reduce stage [CPU-s]", per(lambda r: _median(r, "cpu_reduce_s")), ".2f")
+    row("  per observation [ms]", per(lambda r: None if _median(r, "cpu_reduce_s") is None
+                                      else 1000 * _median(r, "cpu_reduce_s") / n), ".1f")
+    for kind, label in (("cli", "CLI process"), ("ray_workers", "workers (Ray; ceiling: pool)"), ("reducers", "reducer actors"),
+                        ("ray_system", "Ray system (raylet, GCS, ...)")):
+        row(f"    {label} [CPU-s]", per(lambda r, k=kind: _median(r, "cpu_reduce_by_kind_s", k)), ".2f", ratio=False)
     row("reduce stage [s] (reduction.json)", per(lambda r: _median(r, "reduce_s")), ".2f")
     row("backend_start [s] (reduction.json)", per(lambda r: _median(r, "backend_start_s")), ".2f", ratio=False)
     row("reduce + backend_start [s]", per(lambda r: _median(r, "reduce_plus_start_s")), ".2f")
@@ -501,6 +530,11 @@ def main(argv: list[str] | None = None) -> int:
                                  "--no-progress"] + _backend_args(b, args.num_cpus)
                     r = run_measured(cmd, env, args.sample_interval, args.linger_timeout, out.parent / f"{b}-{rep}.log")
                     r.update(read_reduction(out))
+                    sampler = r.pop("sampler", None)
+                    window = r.get("reduce_epoch")
+                    during = sampler.cpu_between(*window) if sampler is not None and window else None
+                    if during is not None:
+                        r["cpu_reduce_by_kind_s"], r["cpu_reduce_s"] = during, sum(during.values())
                     if r.get("total_s") is not None and r.get("wall_s") is not None:
                         r["outside_s"] = r["wall_s"] - r["total_s"]
                     if r.get("reduce_s") is not None and r.get("backend_start_s") is not None:

@@ -222,7 +222,7 @@ def main(argv=None) -> None:
                 runs_sh.append(run_sharded(entries, args.free_bkg, cpus))
             se = min(runs_se, key=lambda r: r["wall"])
             sh = min(runs_sh, key=lambda r: r["wall"])
-            print(f"[speed] walls serial " + ", ".join(f"{r['wall']:.1f}" for r in runs_se) + " s; sharded "
+            print("[speed] walls serial " + ", ".join(f"{r['wall']:.1f}" for r in runs_se) + " s; sharded "
                   + ", ".join(f"{r['wall']:.1f}" for r in runs_sh) + " s (best of each below)")
             n = len(entries)
             print(f"[speed] {n} datasets ({n * 40000:,} bins), {sum(1 for _ in se['values'])} parameters:")

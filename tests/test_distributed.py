@@ -6,11 +6,14 @@ decades, so any change of summation order changes the bits); faults come from `t
 from __future__ import annotations
 
 import io
+import threading
+import time
 
 import numpy as np
 import pytest
 
 from gamma_ray_dist.distributed import ExecutionSettings, RayBackend, ReductionPlan, SerialBackend
+from gamma_ray_dist.distributed.blocks import fold_block, fold_head
 from gamma_ray_dist.errors import ConfigError, ObservationError
 
 from .faults import FaultyTask
@@ -90,6 +93,65 @@ def test_one_block_needs_no_reducer_and_an_empty_run_gives_an_empty_state(ray_ba
     assert result.report.n_reducers == 0
     empty = ray_backend.reduce([], fake_task, None, make_accumulator)
     assert empty.report.n_ok == 0 and list(empty.state["obs_ids"]) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# The head start: the driver folds the first blocks while its local Ray starts
+# ---------------------------------------------------------------------------------------------
+def test_fold_head_folds_whole_blocks_in_order_until_told_to_stop():
+    plan = ReductionPlan.create(IDS, block_size=BLOCK, merge_fan_in=256)
+    stop = threading.Event()
+    calls: list[int] = []
+
+    def task(shared, obs_id):
+        calls.append(obs_id)
+        if len(calls) == BLOCK + 1:  # "Ray is up" in the middle of the second block
+            stop.set()
+        return fake_task(shared, obs_id)
+
+    head = fold_head(plan, task, None, make_accumulator, stop)
+    assert sorted(head) == [0, 1] and calls == IDS[:2 * BLOCK]  # the block under way is finished
+    for b, (statuses, state) in head.items():
+        assert (statuses, state) is not None
+        _assert_same(state, fold_block(fake_task, None, plan.blocks[b], make_accumulator)[1])
+    kept = fold_head(plan, fake_task, None, make_accumulator, threading.Event(), skip=[0], max_blocks=1)
+    assert list(kept) == [1]  # durable blocks are passed over; at most max_blocks
+    strict = fold_head(plan, FaultyTask(fake_task, fail=frozenset({IDS[1]})), None, make_accumulator,
+                       threading.Event(), strict=True)
+    assert list(strict) == [0] and strict[0][1] is None and not strict[0][0][1]["ok"]
+
+
+class _SlowStartRay(RayBackend):
+    """A RayBackend whose (joined) Ray takes a while to "start", as a fresh local Ray does."""
+
+    def start(self, defer: bool = False):
+        if not defer and self._deferred:
+            time.sleep(0.5)
+        return super().start(defer)
+
+
+@pytest.mark.parametrize("merge_fan_in, strict", [(256, False), (2, False), (256, True)])
+def test_head_start_blocks_join_the_reduction_and_the_bits_stay(ray_session, serial, merge_fan_in, strict):
+    backend = _SlowStartRay(block_size=BLOCK, reuse_reducers=False, **QUIET)
+    backend._deferred = True  # as start(defer=True) leaves it when no Ray runs yet (the session's does)
+    ids = list(range(200, 264))  # 16 blocks: the head start may fold at most 12 (its refs bound)
+    failing = frozenset({ids[9]})
+    task = FaultyTask(fake_task, fail=failing, sleep_max=0.05)
+    try:
+        if strict:
+            with pytest.raises(ObservationError, match="corrupt"):
+                backend.reduce(ids, task, None, make_accumulator, strict=True)
+            return
+        result = backend.reduce(ids, task, None, make_accumulator, merge_fan_in=merge_fan_in)
+    finally:
+        backend.close()
+    report = result.report
+    assert 0 < report.n_head < len(ids) and report.n_head % BLOCK == 0
+    assert report.n_tasks == report.n_blocks - report.n_head // BLOCK
+    assert report.n_ok == len(ids) - 1 and report.failures[0].obs_id == ids[9]
+    expected = serial.reduce(ids, FaultyTask(fake_task, fail=failing), None, make_accumulator,
+                             merge_fan_in=merge_fan_in)
+    _assert_same(result.state, expected.state)
 
 
 @pytest.mark.parametrize("backend_name", ["serial", "ray"])

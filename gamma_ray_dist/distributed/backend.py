@@ -24,7 +24,8 @@ from typing import Any, Callable, Hashable, Iterable, Mapping, Protocol, Sequenc
 
 from actors.protocols import AccumulatorFactory, TaskFn
 
-from .blocks import GroupedPlan, ReductionPlan, final_state, fold_block, merge_group, record_block, sorted_unique
+from .blocks import (GroupedPlan, ReductionPlan, final_state, fold_block, fold_head, merge_group, record_block,
+                     sorted_unique)
 from .progress import make_progress
 from .report import RunReport, RunResult
 from .settings import ExecutionSettings
@@ -78,7 +79,9 @@ class _BackendBase:
         settings = settings or ExecutionSettings(backend=self.name)
         self.settings = settings.replace(backend=self.name, **changes)
 
-    def start(self):
+    def start(self, defer: bool = False):
+        """Ready the backend; ``defer`` lets a backend start at its first reduction instead, when
+        it can use its start-up time better there (`RayBackend`)."""
         return self
 
     def close(self) -> None:
@@ -298,6 +301,11 @@ class RayBackend(_BackendBase):
     Joins a Ray already initialised in this process (and leaves it running at `close`); otherwise
     connects to ``settings.address`` or starts a private local Ray (``address="local"``: never a
     stray cluster), without the dashboard unless ``include_dashboard``, and shuts it down at `close`.
+
+    Head start: when a reduction finds the private local Ray still to be started (``start(defer=True)``,
+    as the pipeline does), this process folds the plan's first blocks itself while Ray starts, then
+    hands them to the reduction (`blocks.fold_head`): the seconds of ``ray.init`` are not lost, and the
+    result keeps its bits (the same blocks, folded the same way).
     """
 
     name = "ray"
@@ -309,10 +317,20 @@ class RayBackend(_BackendBase):
         self.pool = None
         self._owns_ray = False
         self._cpus: int | None = None
+        self._deferred = False
         self.timings: dict[str, float] = {}
 
-    def start(self) -> "RayBackend":
-        """Start, connect to, or join Ray (idempotent)."""
+    def start(self, defer: bool = False) -> "RayBackend":
+        """Start, connect to, or join Ray (idempotent).
+
+        With ``defer``, a private local Ray (no address, none running in this process) is started by
+        the first reduction instead, behind its head start (see the class docstring); anything else
+        that needs Ray (``cpus``, `map`) starts it first.
+        """
+        if defer and self._cpus is None and not self.settings.address and not self._ray_running():
+            self._deferred = True
+            return self
+        self._deferred = False
         if not self.settings.address and "ray" not in sys.modules:
             # A private local Ray keeps token authentication on (Ray's default for a new local
             # cluster). Saying so with Ray's documented setting stops Ray from warning about it on
@@ -343,11 +361,46 @@ class RayBackend(_BackendBase):
         self.timings["start"] = time.perf_counter() - t0
         return self
 
+    @staticmethod
+    def _ray_running() -> bool:
+        return "ray" in sys.modules and sys.modules["ray"].is_initialized()
+
     @property
     def cpus(self) -> int:
         if self._cpus is None:
             self.start()
         return self._cpus
+
+    def _start_with_head(self, obs_ids: Iterable[int], task_fn: TaskFn, shared: Any,
+                         make_accumulator: AccumulatorFactory, settings: ExecutionSettings,
+                         run_dir: Any, max_blocks: int) -> dict[int, tuple[list, Any]]:
+        """Start Ray (in this thread, as Ray wants) while a thread folds the plan's first blocks;
+        returns them (`blocks.fold_head`). The blocks a run directory holds already are skipped."""
+        import threading
+
+        plan = ReductionPlan.create(sorted_unique(obs_ids)[0], settings.block_size, settings.merge_fan_in)
+        skip = run_dir.plan_resume(plan).blocks if run_dir is not None else ()
+        stop, box = threading.Event(), {}
+
+        def fold() -> None:
+            try:
+                box["head"] = fold_head(plan, task_fn, shared, make_accumulator, stop, strict=settings.strict,
+                                        skip=skip, max_blocks=max_blocks)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                box["error"] = exc
+
+        thread = threading.Thread(target=fold, name="grd-head-start", daemon=True)
+        t0 = time.perf_counter()
+        thread.start()
+        try:
+            self.start()
+        finally:
+            stop.set()  # the block under way is finished, then the thread returns
+            thread.join()
+        self.timings["head_start_wait"] = time.perf_counter() - t0  # Ray start + the last head block
+        if "error" in box:
+            raise box["error"]
+        return box.get("head", {})
 
     def close(self) -> None:
         """Kill the warm reducers; shut Ray down if this backend started or connected it."""
@@ -375,6 +428,16 @@ class RayBackend(_BackendBase):
         """
         from .driver import DEFAULT_ROOT_CHECKPOINT_EVERY, RayReduction
 
+        obs_ids = list(obs_ids)
+        head: dict[int, tuple[list, Any]] = {}
+        if self._deferred and groups is None:
+            s = self._run_settings({k: v for k, v in overrides.items()
+                                    if k in ExecutionSettings.__dataclass_fields__})
+            # at most what the reduction may hold unsent: its submission window and root checkpoint span
+            limit = 2 * s.max_in_flight_for(self.settings.num_cpus or os.cpu_count() or 1) + overrides.get(
+                "root_checkpoint_every", DEFAULT_ROOT_CHECKPOINT_EVERY)
+            head = self._start_with_head(obs_ids, task_fn, shared, make_accumulator, s,
+                                         overrides.get("run_dir"), limit)
         cpus = self.cpus
         if groups is not None:
             from .grouped import GroupedRayReduction
@@ -396,7 +459,7 @@ class RayBackend(_BackendBase):
                            pool=self.pool, strict=s.strict, max_retries=s.max_retries,
                            checkpoint_dir=s.checkpoint_dir, run_id=s.run_id, progress=s.progress,
                            root_checkpoint_every=tuning.pop("root_checkpoint_every", DEFAULT_ROOT_CHECKPOINT_EVERY),
-                           **tuning)
+                           head=head, **tuning)
         return run.run()
 
     def map(self, fn: Callable[[S, J], R], jobs: Sequence[J], shared: S = None) -> list[R]:
@@ -474,7 +537,8 @@ class AutoBackend(_BackendBase):
         name, reason = choose_backend(self.settings, len(set(obs_ids)), times[0] if times else None,
                                       times[1] if len(times) > 1 else None)
         self._choice = (name, reason)
-        self.chosen = (RayBackend if name == "ray" else SerialBackend)(self.settings).start()
+        # Ray is started by its first reduction, behind a head start (see RayBackend)
+        self.chosen = (RayBackend if name == "ray" else SerialBackend)(self.settings).start(defer=True)
         if name == "ray":
             self._probed.clear()
         if self.settings.progress is not False:

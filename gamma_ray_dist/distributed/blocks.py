@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
@@ -17,7 +18,7 @@ from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
 from actors.protocols import AccumulatorFactory, Partial, TaskFn
 from actors.tree import plan_chunks
 
-__all__ = ["ReductionPlan", "GroupedPlan", "sorted_unique", "run_one", "fold_block", "final_state",
+__all__ = ["ReductionPlan", "GroupedPlan", "sorted_unique", "run_one", "fold_block", "fold_head", "final_state",
            "merge_group", "failure_status", "record_block", "reraise"]
 
 
@@ -139,7 +140,7 @@ def sorted_unique(obs_ids: Iterable[Any]) -> tuple[list[int], list[int]]:
 
 def run_one(task_fn: TaskFn, shared: Any, obs_id: int) -> tuple[dict[str, Any], Partial | None]:
     """Run one observation; an exception becomes a failed status (data errors are never retried)."""
-    started, t0 = time.time(), time.perf_counter()
+    started, t0, c0 = time.time(), time.perf_counter(), time.process_time()
     try:
         partial = task_fn(shared, obs_id)
     except Exception as error:  # noqa: BLE001 - recorded per observation; strict mode re-raises
@@ -147,7 +148,7 @@ def run_one(task_fn: TaskFn, shared: Any, obs_id: int) -> tuple[dict[str, Any], 
     else:
         status = {"ok": True, "seconds": time.perf_counter() - t0,
                   "timings": dict(getattr(partial, "timings", None) or {})}
-    status.update(started=started, worker=os.getpid())
+    status.update(started=started, worker=os.getpid(), cpu=time.process_time() - c0)
     return status, partial
 
 
@@ -184,6 +185,37 @@ def fold_block(task_fn: TaskFn, shared: Any, block: tuple[int, ...], make_accumu
     if acc is None:
         return statuses, None
     return statuses, getattr(acc, "transport_state", acc.state)()
+
+
+def fold_head(plan: ReductionPlan, task_fn: TaskFn, shared: Any, make_accumulator: AccumulatorFactory,
+              stop: threading.Event, *, strict: bool = False, skip: Iterable[int] = (),
+              max_blocks: int | None = None) -> dict[int, tuple[list[dict[str, Any]], dict[str, Any] | None]]:
+    """Fold the plan's first blocks in this process until ``stop`` is set: a driver's head start.
+
+    While a local Ray starts (seconds in which the driver would only wait), the driver folds the
+    first blocks itself, exactly as a block task would (`fold_block`); the reduction then sends their
+    states to the reducers in place of task results, so the result keeps its bits. ``stop`` is
+    checked before each block (the one under way is finished); blocks in ``skip`` (durable from an
+    earlier attempt) are passed over; at most ``max_blocks`` are folded; with ``strict`` the head
+    start ends at the first block with a failure (its statuses are returned, to be re-raised).
+
+    Returns
+    -------
+    dict
+        ``{block index: (statuses, state)}`` as `fold_block` returns them, in plan order.
+    """
+    skip = set(skip)
+    head: dict[int, tuple[list[dict[str, Any]], dict[str, Any] | None]] = {}
+    for b, block in enumerate(plan.blocks):
+        if stop.is_set() or (max_blocks is not None and len(head) >= max_blocks):
+            break
+        if b in skip:
+            continue
+        statuses, state = fold_block(task_fn, shared, block, make_accumulator, strict)
+        head[b] = (statuses, state)
+        if strict and not all(s["ok"] for s in statuses):
+            break
+    return head
 
 
 def final_state(state: dict[str, Any] | None, make_accumulator: AccumulatorFactory) -> dict[str, Any]:

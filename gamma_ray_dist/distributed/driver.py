@@ -22,6 +22,7 @@ the refs held, hence the object store, independently of the number of observatio
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -106,6 +107,10 @@ class RayReduction:
         Ray actor options for the (not pooled) reducers, over the defaults; e.g. a
         ``scheduling_strategy`` placing them off the driver's node (their checkpoints must then be
         on storage every node reads).
+    head : dict, optional
+        ``{block index: (statuses, state)}`` of blocks this process folded itself while Ray started
+        (`blocks.fold_head`); they are recorded and their states sent to the reducers as if tasks had
+        returned them, and no task is submitted for them.
     """
 
     def __init__(self, obs_ids: Iterable[int], task_fn: TaskFn, shared: Any, make_accumulator: AccumulatorFactory,
@@ -114,7 +119,8 @@ class RayReduction:
                  checkpoint_every: int = 8, root_checkpoint_every: int = DEFAULT_ROOT_CHECKPOINT_EVERY,
                  run_id: str | None = None, progress: Any = True, actor_max_restarts: int = 3,
                  wait_timeout: float = 1.0, config_hash: str | None = None, run_dir: Any = None,
-                 reducer_options: dict[str, Any] | None = None) -> None:
+                 reducer_options: dict[str, Any] | None = None,
+                 head: dict[int, tuple[list, Any]] | None = None) -> None:
         self.t_start, self.wall_start = time.perf_counter(), time.time()
         ids, dups = sorted_unique(obs_ids)
         self.ids = ids
@@ -167,6 +173,7 @@ class RayReduction:
         self.n_done = self.n_failed = 0
         self.t_tasks_done: float | None = None
         self.bar = make_progress(len(ids), progress)
+        self.head = dict(head or {})
 
     # -- reducers ----------------------------------------------------------------------------
     def _actor_args(self, tag: str) -> dict[str, Any]:
@@ -237,6 +244,7 @@ class RayReduction:
                 self.root = self._link("root", range(n_keys), resumed.root)
                 for g, held in sorted(resumed.groups.items()):  # groups an earlier attempt left open
                     self.groups[g] = self._link(f"group{g:05d}", self.plan.groups[g], held)
+            self._adopt_head()
             while self.final_ref is None:
                 self._submit()
                 ready = self._wait()
@@ -270,6 +278,23 @@ class RayReduction:
         if self.bar is not None and self.n_done:
             self.bar.update(self.n_done, self.n_failed)
         return resumed
+
+    def _adopt_head(self) -> None:
+        """The blocks folded in this process before Ray was up: recorded, their states put and sent."""
+        items = []
+        for b in sorted(self.head):
+            if self.finished[b]:
+                continue  # durable from an earlier attempt (the head start skips those; kept safe)
+            statuses, state = self.head[b]
+            block = self.plan.blocks[b]
+            g = self.group_of.get(b)
+            if g is not None and g not in self.groups:  # head blocks are the first: the first group(s)
+                self.groups[g] = self._link(f"group{g:05d}", self.plan.groups[g])
+            items.append((b, None if state is None else ray.put(state), block, statuses,
+                          record_block(self.report, block, statuses, self.strict, log)))
+        self.head.clear()  # the states are in the object store now
+        self.report.n_head += sum(len(block) for _, _, block, _, _ in items)
+        self._finish(items)
 
     def _max_open_groups(self) -> int:
         return self.root_every + 1 if self.plan.groups else 0
@@ -306,9 +331,13 @@ class RayReduction:
 
     def _collect(self, ready: list) -> None:
         """Finished tasks: one batched get of their status lists (never the states)."""
+        self._finish(finished_blocks(ready, self.tasks, self.plan.blocks.__getitem__, self.report, self.strict))
+
+    def _finish(self, items: list[tuple]) -> None:
+        """Blocks done, ``[(b, state ref, block, statuses, n_failed)]`` (statuses recorded): their
+        states sent on to their reducer, in the run directory first when the run is resumable."""
         collected = []
-        for b, state_ref, block, statuses, n_failed in finished_blocks(ready, self.tasks, self.plan.blocks.__getitem__,
-                                                                       self.report, self.strict):
+        for b, state_ref, block, statuses, n_failed in items:
             self.n_done += len(block)
             self.n_failed += n_failed
             n_ok = len(block) - n_failed
@@ -381,6 +410,7 @@ class RayReduction:
         timings["tasks"] = (self.t_tasks_done or t_end) - self.t_start
         timings["reduce_tail"] = t_end - (self.t_tasks_done or t_end)
         timings["total"] = t_end - self.t_start
-        started = [o.started for o in self.report.obs.values() if o.started]
+        here = os.getpid()  # not the head start's observations, reduced in this process
+        started = [o.started for o in self.report.obs.values() if o.started and o.worker != here]
         if started:  # the first task's wait for a worker (lease, shared input fetch), from the timeline
             timings["first_task_start"] = min(started) - self.wall_start

@@ -17,6 +17,7 @@ class ObsStatus:
     message: str | None = None
     filename: str | None = None
     seconds: float = 0.0  # wall time of task_fn in the worker
+    cpu: float = 0.0  # CPU time of the worker process during task_fn
     started: float = 0.0  # when task_fn started (seconds since the epoch, the worker's clock)
     worker: int = 0  # process id of the worker (with ``started``: a timeline of the run)
     timings: dict[str, float] = field(default_factory=dict)  # the partial's own stage timings
@@ -41,6 +42,7 @@ class RunReport:
     n_groups: int = 0  # groups of a grouped reduction (0: not grouped)
     duplicate_obs_ids: list[int] = field(default_factory=list)
     n_resumed: int = 0  # observations an earlier attempt made durable (resumed from the run directory)
+    n_head: int = 0  # observations the driver reduced itself while Ray started (`blocks.fold_head`)
     # Memory bound: block-state refs the driver held at once (sent, not yet durable in a reducer)
     peak_refs_held: int = 0
     max_refs_held: int = 0
@@ -74,12 +76,14 @@ class RunReport:
             message=status.get("message"),
             filename=status.get("filename"),
             seconds=float(status.get("seconds", 0.0)),
+            cpu=float(status.get("cpu", 0.0)),
             started=float(status.get("started", 0.0)),
             worker=int(status.get("worker", 0)),
             timings=dict(status.get("timings") or {}),
         )
         self.obs[obs_id] = entry
         self.stage_seconds["task"] = self.stage_seconds.get("task", 0.0) + entry.seconds
+        self.stage_seconds["task_cpu"] = self.stage_seconds.get("task_cpu", 0.0) + entry.cpu
         for stage, sec in entry.timings.items():
             self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + float(sec)
         return entry

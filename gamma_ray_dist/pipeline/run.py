@@ -151,6 +151,7 @@ def reduction_report(obs_ids: list[int], state: dict | None, report, timings: di
                          mask_safe_bins=s.get("mask_safe_bins"), livetime=s.get("livetime"))
         if status is not None:
             entry["seconds"] = status.seconds
+            entry["cpu"] = status.cpu  # CPU of the worker process during the observation
             entry["started"] = status.started  # epoch seconds; with "worker" (pid): a timeline of the run
             entry["worker"] = status.worker
             entry["timings"] = status.timings
@@ -174,6 +175,7 @@ def reduction_report(obs_ids: list[int], state: dict | None, report, timings: di
         "n_tasks": report.n_tasks,
         "n_groups": report.n_groups,  # datasets of a grouped reduction (stack: false); 0: one stack
         "n_resumed": report.n_resumed,
+        "n_head": report.n_head,  # reduced by the driver while Ray started (RayBackend head start)
     }
 
 
@@ -268,8 +270,9 @@ def _reduce_and_analyse(config: AnalysisConfig, options: PipelineOptions, backen
     out_dir, timings = result.out_dir, result.timings
     stacked = config.datasets.stack
     with _timed(timings, "backend_start"):
-        backend.start()
+        backend.start(defer=True)  # a local Ray starts with the reduction, which uses that time (RayBackend)
 
+    reduce_epoch = [time.time()]
     with _timed(timings, "reduce"):
         if stacked:
             state, report = reduce_stacked(config, obs_ids, backend, spec,
@@ -279,7 +282,10 @@ def _reduce_and_analyse(config: AnalysisConfig, options: PipelineOptions, backen
             entries, report = reduce_per_observation(config, obs_ids, backend, spec, on_group=writer)
             state = {"summaries": writer.summaries}
     result.state = state
+    reduce_epoch.append(time.time())
     result.reduction = reduction_report(obs_ids, state, report, timings)
+    # when the reduce stage ran (epoch seconds): a profiler can attribute CPU to it
+    result.reduction["reduce_epoch"] = reduce_epoch
     name, reason = backend.choice
     result.reduction["backend_choice"] = f"{name} ({reason})"
     if report.n_ok == 0:
