@@ -18,9 +18,8 @@ field), so it runs in-process; ``backend`` is accepted for a uniform interface.
 """
 from __future__ import annotations
 
-from typing import Any
-
 import logging
+from typing import Any
 
 import numpy as np
 from astropy.coordinates import Angle
