@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["TRUNCATION_VALUE", "cash", "cash_sum", "ts_from_stats", "sqrt_ts", "cash_sum_masked"]
+__all__ = ["TRUNCATION_VALUE", "cash", "cash_sum", "ts_from_stats", "sqrt_ts", "cash_sum_masked",
+           "excess_matching_significance", "apply_threshold_sensitivity"]
 
 TRUNCATION_VALUE = 1e-25  # npred below this is replaced by it, so log() stays finite
 # gammapy's compiled cash_sum takes log(TRUNCATION_VALUE) after a C float conversion; reproduce it so
@@ -159,6 +160,11 @@ class CashCountsStatistic:
         value, positive, c = self._lambert(n_sigma, -1)
         return np.where(positive, -value + self.n_sig, c)
 
+    def n_sig_matching_significance(self, significance: float) -> np.ndarray:
+        """Excess that has ``significance`` over this background (the inverse of `sqrt_ts`); NaN where
+        the background is not positive. See `excess_matching_significance`."""
+        return excess_matching_significance(self.mu_bkg, significance)
+
 
 def brentq_vectorized(f, a: Any, b: Any, xtol: float = 2e-12, rtol: float = 4 * np.finfo(float).eps,
                       maxiter: int = 100, fa: Any = None, fb: Any = None):
@@ -248,3 +254,50 @@ def brentq_vectorized(f, a: Any, b: Any, xtol: float = 2e-12, rtol: float = 4 * 
     left = np.nonzero(active)[0]
     root[left] = xcur[left]
     return root, niter, converged, bracket_ok
+
+
+def excess_matching_significance(mu_bkg: Any, significance: float) -> np.ndarray:
+    r"""Excess counts :math:`s` whose Cash significance over a known background :math:`b` is ``significance``.
+
+    Solves :math:`\operatorname{sign}(s)\sqrt{2[(b+s)\ln(1+s/b) - s]} = S` in closed form: with
+    :math:`x = 1 + s/b = e^{w+1}` the equation becomes :math:`w e^w = (S^2/(2b) - 1)/e`, so
+    :math:`w = W_k((S^2/(2b) - 1)/e)` (Lambert W; branch 0 for :math:`S > 0`, where :math:`x > 1`,
+    branch -1 otherwise) and :math:`s = b\,(e^{w+1} - 1)`. The same equation as gammapy's
+    ``CashCountsStatistic.n_sig_matching_significance``.
+
+    Parameters
+    ----------
+    mu_bkg : array_like
+        Expected background counts.
+    significance : float
+        Target significance (sigma).
+
+    Returns
+    -------
+    n_sig : `numpy.ndarray`
+        Excess counts, float, NaN where ``mu_bkg`` is not positive (no finite solution).
+    """
+    from scipy.special import lambertw
+
+    bkg = np.asarray(mu_bkg, dtype=float)
+    positive = bkg > 0
+    b = np.where(positive, bkg, 1.0)
+    c = significance**2 / 2
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        w = lambertw((c / b - 1) / np.e, k=0 if significance > 0 else -1).real
+        n_sig = b * np.expm1(w + 1)
+    return np.where(positive, n_sig, np.nan)
+
+
+def apply_threshold_sensitivity(background: Any, excess_counts: Any, gamma_min: float = 10,
+                                bkg_syst_fraction: float = 0.05) -> np.ndarray:
+    """Excess counts raised to the sensitivity floors: at least ``gamma_min`` counts, and at least
+    ``bkg_syst_fraction`` of the ``background`` (the systematic floor), applied in that order as gammapy's
+    ``apply_threshold_sensitivity`` (NaN stays NaN). Returns a new array."""
+    excess = np.array(excess_counts, dtype=float)
+    bkg = np.broadcast_to(np.asarray(background, dtype=float), excess.shape)
+    excess[excess < gamma_min] = gamma_min
+    syst = bkg_syst_fraction * bkg
+    low = excess < syst
+    excess[low] = syst[low]
+    return excess

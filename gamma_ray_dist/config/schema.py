@@ -152,9 +152,10 @@ def _c_raw(v: Any, key: str, meta: Mapping) -> dict:
 
 
 def _c_selection(v: Any, key: str, meta: Mapping) -> str | tuple[str, ...] | None:
+    """``selection_optional``: None, "all" or a list among ``meta["choices"]`` (default the flux points')."""
     if v is None or v == "all":
         return v
-    return _c_str_list(v, key, {"choices": SELECTION_OPTIONAL})
+    return _c_str_list(v, key, {"choices": meta.get("choices", SELECTION_OPTIONAL)})
 
 
 def _c_edges(v: Any, key: str, meta: Mapping) -> tuple | None:

@@ -530,22 +530,29 @@ class FluxPointsConfig(_Section):
 
 
 _MAP_SELECTION = ("errn-errp", "ul")
+# gammapy 2.1's ExcessMapEstimator options (alpha and the acceptances give maps for on-off datasets only)
+_EXCESS_SELECTION = ("errn-errp", "ul", "sensitivity", "alpha", "acceptance_on", "acceptance_off")
 
 
-def _check_map_selection(value: Any, key: str) -> None:
+def _check_map_selection(value: Any, key: str, allowed: tuple = _MAP_SELECTION) -> None:
     if value in (None, "all"):
         return
     for v in value:
-        if v not in _MAP_SELECTION:
+        if v not in allowed:
             raise ConfigError(key, f"{v!r} is not supported by the map estimators; choose among "
-                                   f"{list(_MAP_SELECTION)} or 'all'")
+                                   f"{list(allowed)} or 'all'")
 
 
 _EXCESS_PARAMS = {
-    "selection_optional": ("selection", {}),
+    "selection_optional": ("selection", {"choices": _EXCESS_SELECTION}),
     "n_sigma": ("float", {}),
     "n_sigma_ul": ("float", {}),
     "correlate_off": ("bool", {}),
+    "n_sigma_sensitivity": ("float", {}),
+    "gamma_min_sensitivity": ("float", {}),
+    "bkg_syst_fraction_sensitivity": ("float", {}),
+    "apply_threshold_sensitivity": ("bool", {}),
+    "sum_over_energy_groups": ("bool", {}),
 }
 
 
@@ -554,7 +561,10 @@ class ExcessMapConfig(_Section):
     """``excess_map`` (gammapy's section): ``ExcessMapEstimator`` settings.
 
     ``correlation_radius`` (default 0.1 deg); ``parameters``: ``selection_optional`` (None, "all" or a
-    list of "errn-errp", "ul"), ``n_sigma``, ``n_sigma_ul`` (float), ``correlate_off`` (bool);
+    list of "errn-errp", "ul", "sensitivity", "alpha", "acceptance_on", "acceptance_off"), ``n_sigma``,
+    ``n_sigma_ul``, ``n_sigma_sensitivity`` (> 0), ``gamma_min_sensitivity``,
+    ``bkg_syst_fraction_sensitivity`` (>= 0), ``correlate_off``, ``apply_threshold_sensitivity``,
+    ``sum_over_energy_groups`` (bool);
     ``energy_edges``: ``{min, max, nbins}`` (default: one bin over the dataset's energy axis).
     The pipeline computes the map when the section is present in the configuration (`requested`).
     """
@@ -568,10 +578,14 @@ class ExcessMapConfig(_Section):
         if self.correlation_radius.value <= 0:
             raise ConfigError(_join(key, "correlation_radius"), f"must be > 0, got {self.correlation_radius}")
         params = _check_params(self.parameters, _EXCESS_PARAMS, _join(key, "parameters"))
-        _check_map_selection(params.get("selection_optional"), _join(key, "parameters.selection_optional"))
-        for name in ("n_sigma", "n_sigma_ul"):
+        _check_map_selection(params.get("selection_optional"), _join(key, "parameters.selection_optional"),
+                             _EXCESS_SELECTION)
+        for name in ("n_sigma", "n_sigma_ul", "n_sigma_sensitivity"):
             if name in params and not params[name] > 0:
                 raise ConfigError(_join(key, f"parameters.{name}"), f"must be > 0, got {params[name]}")
+        for name in ("gamma_min_sensitivity", "bkg_syst_fraction_sensitivity"):
+            if name in params and not params[name] >= 0:
+                raise ConfigError(_join(key, f"parameters.{name}"), f"must be >= 0, got {params[name]}")
         object.__setattr__(self, "parameters", params)
 
     def estimator_kwargs(self) -> dict:
