@@ -6,6 +6,7 @@ decades, so any change of summation order changes the bits); faults come from `t
 from __future__ import annotations
 
 import io
+import os
 import threading
 import time
 
@@ -443,3 +444,28 @@ def test_per_observation_groups_and_a_group_that_reduced_nothing(ray_backend, se
     assert result.report.failures[0].obs_id == IDS[3]
     for i in IDS[:3] + IDS[4:]:
         _assert_same(result.state[i], serial.reduce([i], fake_task, None, make_accumulator).state)
+
+
+def test_a_private_local_ray_starts_lean_and_leaves_nothing_running():
+    """A fresh process's own local Ray: no monitor, log monitor or API server; its processes gone at close."""
+    import subprocess
+    import sys
+
+    code = """
+import psutil
+from gamma_ray_dist.distributed import RayBackend
+backend = RayBackend(num_cpus=1, progress=False).start()
+node = backend._node
+assert node is not None, "the lean start fell back to ray.init"
+kinds = set(node.all_processes)
+assert not kinds & {"monitor", "log_monitor", "dashboard"}, kinds
+assert backend.map(lambda shared, job: shared + job, [1, 2, 3], 10) == [11, 12, 13]
+pids = [info.process.pid for infos in node.all_processes.values() for info in infos]
+backend.close()
+alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+assert not alive, alive
+print("ok", sorted(kinds))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, env=env)
+    assert done.returncode == 0 and done.stdout.startswith("ok"), done.stderr[-3000:]

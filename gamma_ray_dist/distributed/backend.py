@@ -318,6 +318,7 @@ class RayBackend(_BackendBase):
         self._owns_ray = False
         self._cpus: int | None = None
         self._deferred = False
+        self._node = None  # the local node this backend started itself (`local_ray.start_lean_node`)
         self.timings: dict[str, float] = {}
 
     def start(self, defer: bool = False) -> "RayBackend":
@@ -350,8 +351,22 @@ class RayBackend(_BackendBase):
                 # Our own local Ray: workers at normal priority (Ray's default niceness 15 starves
                 # them on a machine shared with other work); an explicit $RAY_worker_niceness wins.
                 os.environ.setdefault("RAY_worker_niceness", "0")
-                ray.init(address="local", num_cpus=s.num_cpus, include_dashboard=s.include_dashboard,
-                         log_to_driver=False)
+                if not s.include_dashboard:  # only the processes the run needs (see local_ray)
+                    from .local_ray import start_lean_node
+
+                    self._node = start_lean_node(s.num_cpus)
+                if self._node is not None:
+                    try:
+                        ray.init(address=self._node.address, log_to_driver=False)
+                    except BaseException:
+                        from .local_ray import stop_node
+
+                        stop_node(self._node)
+                        self._node = None
+                        raise
+                else:
+                    ray.init(address="local", num_cpus=s.num_cpus, include_dashboard=s.include_dashboard,
+                             log_to_driver=False)
             self._owns_ray = True
         self._cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         if self.reuse_reducers:
@@ -412,6 +427,11 @@ class RayBackend(_BackendBase):
 
             if ray.is_initialized():
                 ray.shutdown()
+            if self._node is not None:
+                from .local_ray import stop_node
+
+                stop_node(self._node)
+                self._node = None
             self._owns_ray = False
         self._cpus = None
 

@@ -152,6 +152,7 @@ class RunDir:
         self._lock_fd: int | None = lock_fd
         self._journal = None
         self.n_resumed = 0
+        self._last_resume: tuple[ReductionPlan, Resumed] | None = None
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -200,10 +201,13 @@ class RunDir:
         """The blocks the checkpoints hold and their statuses (nothing when not resuming).
 
         Stray temporary files of a killed writer are removed first. Raises `RunDirError` when a
-        checkpoint is refused or a held block has no status.
+        checkpoint is refused or a held block has no status. Asked again for the same plan (the head
+        start, then the reduction) it gives the same answer, announced once.
         """
         if not self.resuming or plan.n_reducers == 0:
             return Resumed()
+        if self._last_resume is not None and self._last_resume[0] == plan:
+            return self._last_resume[1]
         for tmp in self.checkpoint_dir.glob("*.tmp"):
             tmp.unlink(missing_ok=True)
         n_root_keys = len(plan.groups) or len(plan.blocks)
@@ -229,6 +233,7 @@ class RunDir:
             print(f"resuming: {self.n_resumed} of {sum(map(len, plan.blocks))} observations already reduced "
                   f"(run directory {self.path}, attempt {self.attempt})", file=sys.stderr, flush=True)
         log.debug("resuming %s: root holds %d keys, groups %s", self.path, resumed.root, resumed.groups)
+        self._last_resume = (plan, resumed)
         return resumed
 
     def _held(self, tag: str, keys: Iterable[int]) -> int:
