@@ -1,0 +1,283 @@
+"""Per-pixel fits of the TS map on packed arrays (pure maths, no I/O, no parallelism).
+
+A pixel's fit needs two kinds of terms of the Cash statistic over its kernel window (Stewart 2009,
+appendix A; gammapy's ``SimpleMapDataset`` / ``BrentqFluxEstimator``):
+
+* full-window sums: ``sum(b)``, ``sum(m)`` (``m > 0``) and ``min(b / m)`` (``m > 0``). They do not depend
+  on the norm, so they are computed once for the whole map before tiling (`PixelSet` takes them as
+  inputs), and ``sum(max(b + x m, 1e-25))`` is ``sum(b) + x sum(m)`` wherever no entry is truncated,
+  i.e. for ``x >= -min(b / m)`` when ``b, m >= 0`` (``plain``);
+* sums over the bins with counts (``c > 0``): a few per pixel (the counts are sparse). Only those are
+  packed, chunk by chunk, into ``(w, ncol)`` arrays, one pixel per column, padded with neutral entries
+  (``c = 0``); a derivative evaluation is three array operations on them (``sum c / (x + b / m)``).
+
+Sums over the packed entries run down the columns (numpy adds the rows of a C-contiguous array one
+after the other), i.e. in window order, one value after the other: the padding adds exact zeros, so
+a pixel's sums do not depend on the chunk width or on which pixels share its chunk, and every result
+is a function of the shared arrays and of that pixel alone (bit-identical over tilings and workers).
+
+Only where a norm is below ``-min(b / m)`` (the lower brackets of the negative error, thresholded
+initial guesses) are the full windows needed; ``exact_first`` (a callable) gives those sums.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+
+from ...stats import _LOG_TRUNCATION_SUM, TRUNCATION_VALUE, brentq_vectorized
+
+__all__ = ["TSOptions", "PixelSet", "fit_pixels", "CHUNK", "SN_CAP"]
+
+CHUNK = 256  # pixels packed together (one column each)
+SN_CAP = 1e14  # gammapy's cap of min(b / m) (``norm_bounds``)
+
+
+@dataclass(frozen=True)
+class TSOptions:
+    """Per-pixel fit settings (picklable, part of the shared inputs)."""
+
+    rtol: float = 0.01
+    max_niter: int = 100
+    n_sigma: float = 1.0
+    n_sigma_ul: float = 2.0
+    threshold: Optional[float] = None
+    ul: bool = False
+    errn_errp: bool = False
+    n_sigma_sensitivity: float = 5.0
+    stat_scan: bool = False
+    sensitivity: bool = False
+
+
+class PixelSet:
+    """The per-pixel terms of one set of pixels (the pixels in columns of packed chunks).
+
+    Parameters
+    ----------
+    n_entries : ndarray of int, (npix,)
+        Number of ``c > 0`` bins of every pixel's window.
+    c, b, m : ndarray, (sum(n_entries),)
+        Counts, background and model of those bins, pixel after pixel, each pixel's in window order.
+    s_b, s_model, sn_total : ndarray, (npix,)
+        ``sum(b)``, ``sum(m)`` over ``m > 0`` and ``min(b / m)`` over ``m > 0`` (capped at `SN_CAP`) of
+        the full windows.
+    plain : bool
+        Background and model are finite and >= 0 (the usual case): no entry is truncated above
+        ``-sn_total``.
+    exact_first : callable, optional
+        ``exact_first(x, idx)``: ``sum(max(b + x m, 1e-25))`` over the full windows of pixels ``idx``;
+        needed below ``-sn_total`` (or everywhere if not ``plain``).
+    """
+
+    def __init__(self, n_entries: np.ndarray, c: np.ndarray, b: np.ndarray, m: np.ndarray, s_b: np.ndarray,
+                 s_model: np.ndarray, sn_total: np.ndarray, plain: bool,
+                 exact_first: Optional[Callable] = None):
+        n_entries = np.asarray(n_entries, dtype=np.int64)
+        self.n = n = n_entries.size
+        self.s_b = np.asarray(s_b, dtype=float)
+        self.s_model = np.asarray(s_model, dtype=float)
+        self.sn_total = np.asarray(sn_total, dtype=float)
+        self.plain = bool(plain)
+        self.exact_first = exact_first
+        # every chunk has CHUNK columns (the last one padded with empty columns): numpy then always
+        # reduces the (w, CHUNK) arrays row after row (a single column would be summed pairwise)
+        lo = np.arange(0, n, CHUNK)
+        width = np.maximum(np.maximum.reduceat(n_entries, lo), 1) if n else np.zeros(0, np.int64)
+        size = width * CHUNK
+        base = np.cumsum(size) - size
+        total = int(size.sum())
+        # destination of every entry: chunk base + slot * CHUNK + column
+        first = np.cumsum(n_entries) - n_entries
+        pix = np.arange(n)
+        ch = pix // CHUNK
+        per_pixel = base[ch] + (pix - lo[ch]) - first * CHUNK
+        dest = np.repeat(per_pixel, n_entries) + np.arange(int(n_entries.sum())) * CHUNK
+        cb = np.zeros(total)
+        bb = np.ones(total)  # padding: c = 0, b = 1, m = 0 (log 1 = 0, r = inf: every term is 0)
+        mb = np.zeros(total)
+        cb[dest] = c
+        bb[dest] = b
+        mb[dest] = m
+        rb = np.full(total, np.inf)
+        np.divide(bb, mb, out=rb, where=mb > 0)  # b / m; inf where m <= 0 (the terms gammapy skips)
+        self.bounds = np.concatenate([lo, [n]]).astype(np.int64)
+        self.chunks = []
+        for k in range(lo.size):
+            sl = slice(int(base[k]), int(base[k] + size[k]))
+            shape = (int(width[k]), CHUNK)
+            self.chunks.append((cb[sl].reshape(shape), rb[sl].reshape(shape), bb[sl].reshape(shape),
+                                mb[sl].reshape(shape)))
+
+    # -- chunk-wise evaluation ---------------------------------------------------------------
+    def _spans(self):
+        return zip(self.chunks, self.bounds[:-1], self.bounds[1:])
+
+    @staticmethod
+    def _cols(x: Optional[np.ndarray], lo: int, hi: int) -> Optional[np.ndarray]:
+        """``x[lo:hi]`` as CHUNK columns (zeros in the empty ones)."""
+        if x is None or hi - lo == CHUNK:
+            return None if x is None else x[lo:hi]
+        out = np.zeros(CHUNK)
+        out[:hi - lo] = x[lo:hi]
+        return out
+
+    def _each(self, fn: Callable, x: Optional[np.ndarray] = None) -> np.ndarray:
+        out = [fn(ck, self._cols(x, lo, hi))[:hi - lo] for ck, lo, hi in self._spans()]
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def _at(self, fn: Callable, x_all: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """``fn`` at the sorted indices ``idx``: the chunks holding one are evaluated whole at ``x_all``
+        (each column's value depends on that column only; no column gathers)."""
+        cut = np.searchsorted(idx, self.bounds)
+        out = [fn(ck, self._cols(x_all, lo, hi))[idx[cut[k]:cut[k + 1]] - lo]
+               for k, (ck, lo, hi) in enumerate(self._spans()) if cut[k + 1] > cut[k]]
+        return np.concatenate(out) if out else np.zeros(0)
+
+    @staticmethod
+    def _dsum(ck, x):
+        c, r = ck[0], ck[1]
+        t = r + x  # x + b / m
+        with np.errstate(divide="ignore", invalid="ignore"):
+            np.divide(c, t, out=t)
+        return t.sum(axis=0)
+
+    @staticmethod
+    def _logsum(ck, x):
+        c, b, m = ck[0], ck[2], ck[3]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            npr = m * x
+            npr += b  # b + x m
+            low = npr <= TRUNCATION_VALUE
+            lognpr = np.log(npr)
+        if low.any():
+            lognpr[low] = _LOG_TRUNCATION_SUM
+        lognpr *= c
+        return lognpr.sum(axis=0)
+
+    @staticmethod
+    def _d2sum(ck, x):
+        c, r = ck[0], ck[1]
+        t = r + x
+        t *= t
+        ok = t != 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            q = np.divide(c, t, out=np.zeros_like(t), where=ok)
+        return q.sum(axis=0)
+
+    # -- the statistic ---------------------------------------------------------------------
+    def counts_sum(self) -> np.ndarray:
+        return self._each(lambda ck, x: ck[0].sum(axis=0))
+
+    def norm_bounds(self) -> tuple:
+        """Stewart's bracket of the root and the lowest norm keeping npred >= 0 (gammapy's
+        ``norm_bounds``: ``min(b / m)`` over ``c > 0, m > 0``, first minimum, below the cap)."""
+        def per_chunk(ck, x):
+            c, r = ck[0], ck[1]
+            j = np.argmin(r, axis=0)
+            cols = np.arange(c.shape[1])
+            sn = r[j, cols]
+            has = sn < SN_CAP
+            return np.where(has, c[j, cols], 1.0), np.where(has, sn, SN_CAP)
+
+        parts = [[a[:hi - lo] for a in per_chunk(ck, None)] for ck, lo, hi in self._spans()]
+        c_min = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0)
+        sn_min = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (c_min / self.s_model - sn_min, self.counts_sum() / self.s_model - sn_min, -self.sn_total)
+
+    def dstat_at(self, x_all: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """Derivative of the Cash sum in norm at the sorted indices ``idx`` (halved as Stewart and
+        gammapy): ``2 (sum_m>0 m - sum_c>0,m>0 c / (x + b / m))``."""
+        return 2 * (self.s_model[idx] - self._at(self._dsum, x_all, idx))
+
+    def first(self, x: np.ndarray, idx: Optional[np.ndarray] = None) -> np.ndarray:
+        """``sum(max(b + x m, 1e-25))`` over the full windows (the truncated ``sum(npred)``)."""
+        idx = np.arange(self.n) if idx is None else idx
+        out = self.s_b[idx] + x * self.s_model[idx]
+        need = ~(x >= -self.sn_total[idx]) & np.isfinite(x) if self.plain else np.ones(x.shape, dtype=bool)
+        if need.any():
+            if self.exact_first is None:
+                raise ValueError("the truncated npred sums need the full windows (exact_first)")
+            out[need] = self.exact_first(x[need], idx[need])
+        return out
+
+    def cash(self, x: np.ndarray, first: Optional[np.ndarray] = None) -> np.ndarray:
+        """Summed Cash statistic at norm ``x`` of every pixel (gammapy's compiled ``cash_sum``)."""
+        first = self.first(x) if first is None else first
+        return 2 * (first - self._each(self._logsum, x))
+
+    def cash_at(self, x_all: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        return 2 * (self.first(x_all[idx], idx) - self._at(self._logsum, x_all, idx))
+
+    def d2stat(self, x: np.ndarray) -> np.ndarray:
+        """``sum m^2 c / (b + x m)^2`` over the entries with a non-zero denominator."""
+        return self._each(self._d2sum, x)
+
+
+def _brent_on(fn_at: Callable, n: int, idx: np.ndarray, lo: np.ndarray, hi: np.ndarray, opts: TSOptions):
+    """`brentq_vectorized` over the problems ``idx`` of ``fn_at(x_all, global indices)``."""
+    x_all = np.zeros(n)
+
+    def f(x, sub):
+        gidx = idx[sub]
+        x_all[gidx] = x
+        return fn_at(x_all, gidx)
+
+    return brentq_vectorized(f, lo, hi, rtol=opts.rtol, maxiter=opts.max_niter)
+
+
+def _confidence(px: PixelSet, norm, norm_err, stat_best, n_sigma, positive, opts: TSOptions):
+    """Distance from ``norm`` to where the statistic rises by ``n_sigma**2`` (NaN where no root)."""
+    target = stat_best + n_sigma**2
+    if positive:
+        lo, hi = norm, norm + 1e2 * norm_err
+    else:
+        lo, hi = norm - 1e2 * norm_err, norm
+    idx = np.arange(px.n)
+    root, _, conv, ok = _brent_on(lambda xa, gi: target[gi] - px.cash_at(xa, gi), px.n, idx, lo, hi, opts)
+    root = np.where(ok & conv, root, np.nan)
+    return (root - norm) * (1 if positive else -1)
+
+
+def fit_pixels(px: PixelSet, norm_guess: np.ndarray, opts: TSOptions) -> dict:
+    """Best norm, TS, errors (and the optional quantities) of every pixel of ``px`` (gammapy 2.1's
+    ``BrentqFluxEstimator.run`` semantics, pixel by pixel)."""
+    n = px.n
+    norm_min, norm_max, norm_min_total = px.norm_bounds()
+    trivial = (px.counts_sum() <= 0) | (px.s_model <= 0)
+    norm = norm_min_total.copy()
+    niter = np.zeros(n)
+    success = np.ones(n, dtype=bool)
+    stat_null = px.cash(np.zeros(n))
+
+    fit = ~trivial
+    if opts.threshold is not None:
+        guess = np.where(np.isfinite(norm_guess), norm_guess, 1.0)
+        ts_guess = stat_null - px.cash(guess)
+        default = ~(ts_guess > opts.threshold)
+        fit &= ~default
+        norm = np.where(default, guess, norm)
+    idx = np.nonzero(fit)[0]
+    if idx.size:
+        root, it, conv, ok = _brent_on(px.dstat_at, n, idx, norm_min[idx], norm_max[idx], opts)
+        good = ok & conv
+        norm[idx] = np.where(good, np.maximum(root, norm_min_total[idx]), norm_min_total[idx])
+        niter[idx] = np.where(good, it, opts.max_niter)
+        success[idx] = good
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        norm_err = np.sqrt(1 / px.d2stat(norm)) * opts.n_sigma
+    first = px.first(norm)
+    stat = px.cash(norm, first=first)
+    out = {"ts": stat_null - stat, "norm": norm, "niter": niter, "norm_err": norm_err, "stat": stat,
+           "stat_null": stat_null, "success": success}
+    if opts.ul or opts.stat_scan:
+        out["norm_ul"] = norm + _confidence(px, norm, norm_err, stat, opts.n_sigma_ul, True, opts)
+    if opts.errn_errp or opts.stat_scan:
+        out["norm_errn"] = _confidence(px, norm, norm_err, stat, opts.n_sigma, False, opts)
+        out["norm_errp"] = _confidence(px, norm, norm_err, stat, opts.n_sigma, True, opts)
+    npred = px.s_b + norm * px.s_model
+    out["npred"] = npred
+    out["npred_excess"] = npred - px.s_b
+    return out
