@@ -29,7 +29,6 @@ from astropy.coordinates import Angle
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ...maps import Map, WcsGeom
-from ...stats import TRUNCATION_VALUE
 from ._inputs import (
     check_dataset,
     energy_groups,
@@ -38,13 +37,14 @@ from ._inputs import (
     run_jobs,
 )
 from .core import EstimatorInputError, FluxMaps, MapEstimator
-from .ts_fit import SN_CAP, PixelSet, TSOptions, fit_pixels
+from .ts_fit import N_SCAN, SN_CAP, PixelSet, TSOptions, fit_pixels
 
 __all__ = ["TSMapEstimator", "TSOptions", "prepare_ts_inputs", "ts_tile", "ts_tile_jobs", "ts_balanced_jobs",
            "ts_pixels"]
 
 CUTOUT_MARGIN_DEG = 0.1
 _QUANTITIES = ["ts", "norm", "niter", "norm_err", "npred", "npred_excess", "stat", "stat_null", "success"]
+_SCAN_QUANTITIES = ("stat_scan", "dnde_scan_values")  # per pixel: one value per norm of the sparse scan
 
 
 def ts_pixels(c: np.ndarray, b: np.ndarray, m: np.ndarray, norm_guess: np.ndarray, opts: TSOptions) -> dict:
@@ -60,11 +60,8 @@ def ts_pixels(c: np.ndarray, b: np.ndarray, m: np.ndarray, norm_guess: np.ndarra
     plain = bool(np.all(np.isfinite(b)) and np.all(np.isfinite(m)) and b.min(initial=0) >= 0
                  and m.min(initial=0) >= 0)
 
-    def exact_first(x, idx):
-        return np.maximum(b[idx] + x[:, None] * m[idx], TRUNCATION_VALUE).sum(axis=1)
-
     px = PixelSet(pos.sum(axis=1), c.ravel()[sel], b.ravel()[sel], m.ravel()[sel], b.sum(axis=1),
-                  np.where(mpos, m, 0.0).sum(axis=1), np.minimum(sn, SN_CAP), plain, exact_first)
+                  np.where(mpos, m, 0.0).sum(axis=1), np.minimum(sn, SN_CAP), plain, lambda idx: (b[idx], m[idx]))
     return fit_pixels(px, np.asarray(norm_guess, dtype=float), opts)
 
 # --- tiles ------------------------------------------------------------------------------------------
@@ -136,7 +133,7 @@ def tile_pixels(grp: dict, iy: np.ndarray, ix: np.ndarray) -> PixelSet:
         m = _weighted_model(grp, d, gidx)
     px = PixelSet(n_entries, grp["pos_counts"][gidx], grp["pos_background"][gidx], m,
                   grp["s_b"][iy, ix], grp["s_model"][iy, ix], grp["sn_total"][iy, ix], grp["plain"],
-                  _ExactFirst(grp, iy, ix))
+                  lambda idx: full_rows(grp, iy[idx], ix[idx]))
     return px
 
 
@@ -157,26 +154,6 @@ def _weighted_model(grp: dict, d: np.ndarray, gidx: np.ndarray) -> np.ndarray:
         kw = num / den
     kw[~np.isfinite(kw)] = 0
     return kw * grp["pos_expo"][gidx]
-
-
-class _ExactFirst:
-    """``sum(max(b + x m, 1e-25))`` over the full kernel windows of some pixels of a tile (only norms
-    below ``-min(b / m)`` need them: the windows are gathered then, a few rows at a time)."""
-
-    ROWS = 1024
-
-    def __init__(self, grp: dict, iy: np.ndarray, ix: np.ndarray):
-        self.grp, self.iy, self.ix = grp, iy, ix
-
-    def __call__(self, x: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        out = np.empty(len(idx))
-        for k in range(0, len(idx), self.ROWS):
-            sl = slice(k, k + self.ROWS)
-            b, m = full_rows(self.grp, self.iy[idx[sl]], self.ix[idx[sl]])
-            m *= x[sl, None]
-            m += b
-            out[sl] = np.maximum(m, TRUNCATION_VALUE).sum(axis=1)
-        return out
 
 
 def full_rows(grp: dict, iy: np.ndarray, ix: np.ndarray) -> tuple:
@@ -395,12 +372,18 @@ class TSMapEstimator(MapEstimator):
         interpolate the results back (the kernel is made at the coarse pixel size).
     n_sigma, n_sigma_ul : float
         Sigma of ``norm_err``/asymmetric errors and of the upper limit.
+    n_sigma_sensitivity : float
+        Significance of the flux sensitivity (``"sensitivity"``).
     threshold : float, optional
         Fit only pixels whose TS at the initial flux guess exceeds this value.
     rtol : float
         Relative precision of the norm (Brent stopping criterion).
     selection_optional : list of str or "all", optional
-        Among ``"errn-errp"``, ``"ul"``.
+        Among ``"errn-errp"``, ``"ul"``, ``"stat_scan"`` (likelihood profile at 109 norms per pixel,
+        ``stat_scan`` and ``dnde_scan_values`` maps with a ``dnde_bin`` axis; as gammapy, the scan's
+        ``ts``, ``norm``, ``norm_err``, ``norm_errn``, ``norm_errp``, ``norm_ul`` replace the fitted
+        ones), ``"sensitivity"`` (``norm_sensitivity``: the norm detected at ``n_sigma_sensitivity``
+        in the Asimov dataset).
     energy_edges : `~astropy.units.Quantity`, optional
         Output energy bins (snapped to the dataset's bins); default one bin over the whole axis.
     sum_over_energy_groups : bool
@@ -417,9 +400,10 @@ class TSMapEstimator(MapEstimator):
     """
 
     tag = "TSMapEstimator"
+    _available_selection_optional = ["errn-errp", "ul", "stat_scan", "sensitivity"]
 
     def __init__(self, model: Any = None, kernel_width: Any = None, downsampling_factor: Optional[int] = None,
-                 n_sigma: float = 1, n_sigma_ul: float = 2, threshold: Optional[float] = None, rtol: float = 0.01,
+                 n_sigma: float = 1, n_sigma_ul: float = 2, n_sigma_sensitivity: float = 5, threshold: Optional[float] = None, rtol: float = 0.01,
                  selection_optional: Any = None, energy_edges: Any = None, sum_over_energy_groups: bool = True,
                  max_niter: int = 100, kernel_model: Any = None, backend: Any = None, tile_size: Optional[int] = None):
         from ...modeling.models import (
@@ -446,11 +430,13 @@ class TSMapEstimator(MapEstimator):
             raise EstimatorInputError(f"TSMapEstimator: downsampling_factor must be a power of 2, "
                                       f"got {downsampling_factor}")
         self.downsampling_factor = downsampling_factor
-        self._require_positive(n_sigma=n_sigma, n_sigma_ul=n_sigma_ul, rtol=rtol)
+        self._require_positive(n_sigma=n_sigma, n_sigma_ul=n_sigma_ul, n_sigma_sensitivity=n_sigma_sensitivity,
+                               rtol=rtol)
         if int(max_niter) < 1:
             raise EstimatorInputError(f"TSMapEstimator: max_niter must be >= 1, got {max_niter}")
         self.n_sigma = n_sigma
         self.n_sigma_ul = n_sigma_ul
+        self.n_sigma_sensitivity = n_sigma_sensitivity
         self.threshold = threshold
         self.rtol = rtol
         self.selection_optional = selection_optional
@@ -467,17 +453,25 @@ class TSMapEstimator(MapEstimator):
     @property
     def selection_all(self) -> list:
         names = list(_QUANTITIES)
-        if "errn-errp" in self.selection_optional:
-            names += ["norm_errp", "norm_errn"]
-        if "ul" in self.selection_optional:
-            names += ["norm_ul"]
+        if "stat_scan" in self.selection_optional:
+            names += ["dnde_scan_values", "stat_scan", "norm_errp", "norm_errn", "norm_ul"]
+        else:
+            if "errn-errp" in self.selection_optional:
+                names += ["norm_errp", "norm_errn"]
+            if "ul" in self.selection_optional:
+                names += ["norm_ul"]
+        if "sensitivity" in self.selection_optional:
+            names += ["norm_sensitivity"]
         return names
 
     def options(self) -> TSOptions:
         return TSOptions(rtol=float(self.rtol), max_niter=self.max_niter, n_sigma=float(self.n_sigma),
                          n_sigma_ul=float(self.n_sigma_ul),
                          threshold=None if self.threshold is None else float(self.threshold),
-                         ul="ul" in self.selection_optional, errn_errp="errn-errp" in self.selection_optional)
+                         ul="ul" in self.selection_optional, errn_errp="errn-errp" in self.selection_optional,
+                         n_sigma_sensitivity=float(self.n_sigma_sensitivity),
+                         stat_scan="stat_scan" in self.selection_optional,
+                         sensitivity="sensitivity" in self.selection_optional)
 
     # -- kernel ----------------------------------------------------------------------------------
     def _kernel_width_deg(self, dataset, binsz: float) -> float:
@@ -564,25 +558,46 @@ class TSMapEstimator(MapEstimator):
                                 1 if cpus <= 1 else JOBS_PER_CPU * cpus)
 
     def _assemble(self, dataset, info, jobs, results) -> FluxMaps:
+        from ...maps import MapAxis
+
         n_groups = len(info["mask2d"])
         ny, nx = info["mask2d"][0].shape
         names = self.selection_all
-        out = {name: np.full((n_groups, ny, nx), np.nan) for name in names}
+        lead = {name: (N_SCAN,) if name in _SCAN_QUANTITIES else () for name in names}
+        out = {name: np.full((n_groups,) + lead[name] + (ny, nx), np.nan) for name in names}
         for (g, iy, ix), res in zip(jobs, results):
             for name in names:
-                out[name][g, iy, ix] = res[name]
+                if lead[name]:
+                    out[name][g, :, iy, ix] = res[name]
+                else:
+                    out[name][g, iy, ix] = res[name]
         f = info["factor"]
         py, px = info["pad"]
         maps = {}
-        geom = dataset.counts.geom.to_image().to_cube([info["energy_axis"]])
+        energy_axis = info["energy_axis"]
+        geom = dataset.counts.geom.to_image().to_cube([energy_axis])
+        if any(lead.values()):
+            # gammapy's scan maps: axes (dnde_bin, energy), the 109 sparse norms as dnde at the bin centres
+            scan_axis = MapAxis(np.arange(N_SCAN), interp="lin", node_type="center", name="dnde_bin")
+            geom_scan = dataset.counts.geom.to_image().to_cube([scan_axis, energy_axis])
+            dnde_ref = self.kernel_model.spectral_model(energy_axis.center)
         for name in names:
             data = out[name]
+            shape = data.shape
+            data = data.reshape((-1,) + shape[-2:])
             if f > 1:
                 data = _upsample(data, f, order=0 if name in ("niter", "success") else 1)
             data = data[:, py:data.shape[1] - py, px:data.shape[2] - px]
+            data = data.reshape(shape[:-2] + data.shape[-2:])
             if name == "success":
                 data = np.where(np.isnan(data), True, data).astype(bool)
-            maps[name] = Map.from_geom(geom, data=data, unit="")
+            if name == "dnde_scan_values":
+                maps[name] = Map.from_geom(geom_scan, data=data * dnde_ref.value[:, None, None, None],
+                                           unit=dnde_ref.unit)
+            elif lead[name]:
+                maps[name] = Map.from_geom(geom_scan, data=data, unit="")
+            else:
+                maps[name] = Map.from_geom(geom, data=data, unit="")
         meta = {"n_sigma": self.n_sigma, "n_sigma_ul": self.n_sigma_ul, "sed_type_init": "likelihood"}
         return FluxMaps(maps, reference_model=self.kernel_model, meta=meta, gti=dataset.gti)
 

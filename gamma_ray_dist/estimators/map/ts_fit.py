@@ -17,11 +17,13 @@ a pixel's sums do not depend on the chunk width or on which pixels share its chu
 is a function of the shared arrays and of that pixel alone (bit-identical over tilings and workers).
 
 Only where a norm is below ``-min(b / m)`` (the lower brackets of the negative error, thresholded
-initial guesses) are the full windows needed; ``exact_first`` (a callable) gives those sums.
+initial guesses, the likelihood scan) and for the Asimov statistic of the sensitivity are the full
+windows needed; ``windows`` (a callable) gathers them, a few pixels at a time.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable, Optional
 
 import numpy as np
@@ -31,6 +33,7 @@ from ...stats import _LOG_TRUNCATION_SUM, TRUNCATION_VALUE, brentq_vectorized
 __all__ = ["TSOptions", "PixelSet", "fit_pixels", "CHUNK", "SN_CAP"]
 
 CHUNK = 256  # pixels packed together (one column each)
+WINDOW_ROWS = 1024  # full kernel windows gathered at a time
 SN_CAP = 1e14  # gammapy's cap of min(b / m) (``norm_bounds``)
 
 
@@ -65,21 +68,21 @@ class PixelSet:
     plain : bool
         Background and model are finite and >= 0 (the usual case): no entry is truncated above
         ``-sn_total``.
-    exact_first : callable, optional
-        ``exact_first(x, idx)``: ``sum(max(b + x m, 1e-25))`` over the full windows of pixels ``idx``;
-        needed below ``-sn_total`` (or everywhere if not ``plain``).
+    windows : callable, optional
+        ``windows(idx)``: background and model of the full windows of pixels ``idx``, ``(len(idx), L)``
+        each; needed below ``-sn_total`` (or everywhere if not ``plain``) and for the sensitivity.
     """
 
     def __init__(self, n_entries: np.ndarray, c: np.ndarray, b: np.ndarray, m: np.ndarray, s_b: np.ndarray,
                  s_model: np.ndarray, sn_total: np.ndarray, plain: bool,
-                 exact_first: Optional[Callable] = None):
+                 windows: Optional[Callable] = None):
         n_entries = np.asarray(n_entries, dtype=np.int64)
         self.n = n = n_entries.size
         self.s_b = np.asarray(s_b, dtype=float)
         self.s_model = np.asarray(s_model, dtype=float)
         self.sn_total = np.asarray(sn_total, dtype=float)
         self.plain = bool(plain)
-        self.exact_first = exact_first
+        self.windows = windows
         # every chunk has CHUNK columns (the last one padded with empty columns): numpy then always
         # reduces the (w, CHUNK) arrays row after row (a single column would be summed pairwise)
         lo = np.arange(0, n, CHUNK)
@@ -197,9 +200,43 @@ class PixelSet:
         out = self.s_b[idx] + x * self.s_model[idx]
         need = ~(x >= -self.sn_total[idx]) & np.isfinite(x) if self.plain else np.ones(x.shape, dtype=bool)
         if need.any():
-            if self.exact_first is None:
-                raise ValueError("the truncated npred sums need the full windows (exact_first)")
-            out[need] = self.exact_first(x[need], idx[need])
+            out[need] = self.exact_first(x[need, None], idx[need])[:, 0]
+        return out
+
+    def window_blocks(self, idx: np.ndarray):
+        """``(positions in idx, b, m)`` of the full windows of pixels ``idx``, `WINDOW_ROWS` at a time."""
+        if self.windows is None:
+            raise ValueError("this computation needs the full kernel windows (windows)")
+        for k in range(0, len(idx), WINDOW_ROWS):
+            sl = slice(k, k + WINDOW_ROWS)
+            b, m = self.windows(idx[sl])
+            yield sl, b, m
+
+    def exact_first(self, x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """``sum(max(b + x m, 1e-25))`` over the full windows, ``x`` of shape ``(len(idx), K)``."""
+        out = np.empty(x.shape)
+        for sl, b, m in self.window_blocks(idx):
+            for k in range(x.shape[1]):
+                npr = m * x[sl, k:k + 1]
+                npr += b
+                np.maximum(npr, TRUNCATION_VALUE, out=npr)
+                out[sl, k] = npr.sum(axis=1)
+        return out
+
+    def first_many(self, x: np.ndarray) -> np.ndarray:
+        """`first` at ``x`` of shape ``(n, K)`` (several norms per pixel)."""
+        out = self.s_b[:, None] + x * self.s_model[:, None]
+        need = (~(x >= -self.sn_total[:, None]) & np.isfinite(x)) if self.plain else np.ones(x.shape, dtype=bool)
+        rows = np.nonzero(need.any(axis=1))[0]
+        for sl, b, m in self.window_blocks(rows):
+            sub = rows[sl]
+            xs, ns = x[sub], need[sub]
+            for k in np.nonzero(ns.any(axis=0))[0]:
+                r = np.nonzero(ns[:, k])[0]
+                npr = m[r] * xs[r, k:k + 1]
+                npr += b[r]
+                np.maximum(npr, TRUNCATION_VALUE, out=npr)
+                out[sub[r], k] = npr.sum(axis=1)
         return out
 
     def cash(self, x: np.ndarray, first: Optional[np.ndarray] = None) -> np.ndarray:
@@ -268,16 +305,151 @@ def fit_pixels(px: PixelSet, norm_guess: np.ndarray, opts: TSOptions) -> dict:
 
     with np.errstate(invalid="ignore", divide="ignore"):
         norm_err = np.sqrt(1 / px.d2stat(norm)) * opts.n_sigma
-    first = px.first(norm)
-    stat = px.cash(norm, first=first)
+    stat = px.cash(norm)
     out = {"ts": stat_null - stat, "norm": norm, "niter": niter, "norm_err": norm_err, "stat": stat,
            "stat_null": stat_null, "success": success}
-    if opts.ul or opts.stat_scan:
-        out["norm_ul"] = norm + _confidence(px, norm, norm_err, stat, opts.n_sigma_ul, True, opts)
-    if opts.errn_errp or opts.stat_scan:
-        out["norm_errn"] = _confidence(px, norm, norm_err, stat, opts.n_sigma, False, opts)
-        out["norm_errp"] = _confidence(px, norm, norm_err, stat, opts.n_sigma, True, opts)
+    if opts.stat_scan:
+        # the scan's estimates replace the fitted ones (gammapy: ts, norm, errors and limits)
+        out.update(likelihood_scan(px, norm, norm_err, stat_null, opts))
+        norm = out["norm"]
+        out["stat"] = px.cash(norm)
+    else:
+        if opts.ul:
+            out["norm_ul"] = norm + _confidence(px, norm, norm_err, stat, opts.n_sigma_ul, True, opts)
+        if opts.errn_errp:
+            out["norm_errn"] = _confidence(px, norm, norm_err, stat, opts.n_sigma, False, opts)
+            out["norm_errp"] = _confidence(px, norm, norm_err, stat, opts.n_sigma, True, opts)
+    if opts.sensitivity:
+        out["norm_sensitivity"] = norm_sensitivity(px, norm, opts)
     npred = px.s_b + norm * px.s_model
     out["npred"] = npred
     out["npred_excess"] = npred - px.s_b
+    return out
+
+
+# --- likelihood scan ----------------------------------------------------------------------------
+N_SCAN = 109  # norms of gammapy's sparse scan (its number of values; see `scan_norms`)
+
+
+@lru_cache(maxsize=1)
+def scan_grid() -> np.ndarray:
+    """gammapy's default norm grid of the scan (``_generate_scan_values``): from -100 to 100, steps of 1 %
+    of the decade's start between 1e-6 and 100 (float32 nodes), mirrored, with 0."""
+    arrays = []
+    for power in range(-6, 2):
+        vmin, vmax = 10.0**power, 10.0 ** (power + 1)
+        n = int((vmax - vmin) / (vmin * 1e-2))
+        arrays.append(np.linspace(vmin, vmax, n + 1, dtype=np.float32))
+    one = np.unique(np.concatenate(arrays))
+    return np.concatenate((-one[::-1], [0], one)).astype(float)
+
+
+def scan_norms(norm: np.ndarray, norm_err: np.ndarray) -> np.ndarray:
+    """The sparse norms of every pixel's scan, ``(npix, N_SCAN)`` sorted (gammapy's
+    ``_get_norm_scan_values``): around the fitted norm in steps of its error, multiples of it, of 1,
+    and the grid's ends. Where the distinct values are fewer than `N_SCAN`, gammapy adds unseeded
+    random norms in [-10, 10]; here the same fixed values for every pixel (reproducible); more (never
+    seen) keep the lowest."""
+    err = np.where(np.isfinite(norm_err) & (norm_err != 0), norm_err, 0.1)[:, None]
+    value = np.where(np.isfinite(norm) & (norm != 0), norm, 1.0)[:, None]
+    grid = scan_grid()
+    tens = np.linspace(-10, 10, 21)
+    cols = np.concatenate([value + np.linspace(-2.5, 2.5, 51) * err, value + tens * err, np.abs(value) * tens,
+                           np.broadcast_to(tens, (value.shape[0], 21)),
+                           np.broadcast_to(np.linspace(grid[0], grid[-1], 2), (value.shape[0], 2))], axis=1)
+    cols.sort(axis=1)
+    keep = np.ones(cols.shape, dtype=bool)
+    keep[:, 1:] = cols[:, 1:] != cols[:, :-1]
+    count = keep.sum(axis=1)
+    out = np.empty((cols.shape[0], N_SCAN))
+    regular = count == N_SCAN
+    out[regular] = cols[regular][keep[regular]].reshape(-1, N_SCAN)
+    for i in np.nonzero(~regular)[0]:
+        values = cols[i][keep[i]]
+        if values.size < N_SCAN:
+            extra = np.random.default_rng(0).random(N_SCAN - values.size) * 20 - 10
+            values = np.concatenate([values, extra])
+        out[i] = np.sort(values)[:N_SCAN]
+    return out
+
+
+def likelihood_scan(px: PixelSet, norm: np.ndarray, norm_err: np.ndarray, stat_null: np.ndarray,
+                    opts: TSOptions) -> dict:
+    """The scan of gammapy's ``BrentqFluxEstimator.estimate_scan``: the statistic minus ``stat_null`` at
+    the sparse norms, interpolated linearly onto the union of the sparse norms and `scan_grid`; the
+    best norm, ``ts``, ``norm_errn``/``norm_errp`` (grid norms where the statistic is closest to its
+    minimum + ``n_sigma**2``, on each side), ``norm_ul`` (``n_sigma_ul``) come from that grid."""
+    x = scan_norms(norm, norm_err)
+    first = px.first_many(x)
+    logs = np.stack([px._each(px._logsum, x[:, k]) for k in range(x.shape[1])], axis=1)
+    stat = 2 * (first - logs) - stat_null[:, None]
+    r = np.arange(x.shape[0])
+    imin = np.argmin(stat, axis=1)  # the interpolant's minimum over the grid is at a sparse norm
+    best = x[r, imin]
+    d = stat - stat[r, imin][:, None]
+    left = _closest_on_grid(x, d, imin, opts.n_sigma**2, right=False)
+    right = _closest_on_grid(x, d, imin, opts.n_sigma**2, right=True)
+    errn, errp = best - left, right - best
+    return {"ts": -stat[r, imin], "norm": best, "norm_err": (errn + errp) / 2, "norm_errn": errn,
+            "norm_errp": errp, "norm_ul": _closest_on_grid(x, d, imin, opts.n_sigma_ul**2, right=True),
+            "stat_scan": stat, "dnde_scan_values": x}
+
+
+def _closest_on_grid(x: np.ndarray, d: np.ndarray, imin: np.ndarray, level: float, right: bool) -> np.ndarray:
+    """The norm of the scan grid (sparse norms and `scan_grid`) where the linear interpolant of ``d``
+    is closest to ``level``: left of the minimum (``<=``) or right of it (``>``), first in order on
+    ties. On a segment between sparse norms the interpolant is linear, so the candidates are the
+    sparse norms and, where the segment crosses ``level``, the two grid nodes around the crossing."""
+    n, k = x.shape
+    cols = np.arange(k)[None, :]
+    side = cols > imin[:, None] if right else cols <= imin[:, None]
+    cand_x = [np.where(side, x, np.nan)]
+    cand_v = [d]
+    x0, x1, d0, d1 = x[:, :-1], x[:, 1:], d[:, :-1], d[:, 1:]
+    seg_side = (cols[:, :-1] >= imin[:, None]) if right else (cols[:, 1:] <= imin[:, None])
+    cross = seg_side & ((d0 - level) * (d1 - level) <= 0) & (d0 != d1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = (d1 - d0) / (x1 - x0)
+        xc = np.where(cross, x0 + (level - d0) / slope, np.nan)
+    grid = scan_grid()
+    j = np.searchsorted(grid, np.where(cross, xc, 0.0))
+    for g in (grid[np.clip(j - 1, 0, grid.size - 1)], grid[np.clip(j, 0, grid.size - 1)]):
+        ok = cross & (g > x0) & (g < x1)
+        cand_x.append(np.where(ok, g, np.nan))
+        cand_v.append(d0 + (g - x0) * slope)
+    gx = np.concatenate(cand_x, axis=1)
+    score = np.abs(np.concatenate(cand_v, axis=1) - level)
+    score = np.where(np.isnan(gx), np.inf, score)
+    bestscore = score.min(axis=1, keepdims=True)
+    pick = np.where((score == bestscore) & np.isfinite(score), gx, np.inf).min(axis=1)
+    return np.where(np.isfinite(pick), pick, np.nan)
+
+
+# --- sensitivity ----------------------------------------------------------------------------------
+def norm_sensitivity(px: PixelSet, norm: np.ndarray, opts: TSOptions) -> np.ndarray:
+    """The norm at which the Asimov significance reaches ``n_sigma_sensitivity`` (gammapy's
+    ``estimate_sensitivity``: Brent between ``norm / 1000`` and ``norm * 1000``; NaN where it fails).
+
+    The Asimov TS of a norm ``x`` is ``cash(npred(x), b) - cash(npred(x), npred(x))`` over the full
+    window; gammapy turns it into sigma with ``ts_to_sigma(ts, ts_asimov=ts)``, the noncentral chi2
+    survival function inverted at the same noncentrality, which is ``sqrt(ts)`` (computed directly).
+    """
+    out = np.full(px.n, np.nan)
+    for sl, b, m in px.window_blocks(np.arange(px.n)):
+        bt = np.maximum(b, TRUNCATION_VALUE)
+        logb = np.where(b > TRUNCATION_VALUE, np.log(bt), _LOG_TRUNCATION_SUM)
+        xs = norm[sl]
+
+        def f(x, sub, b=b, m=m, bt=bt, logb=logb):
+            npr = m[sub] * x[:, None]
+            npr += b[sub]
+            above = npr > TRUNCATION_VALUE
+            nt = np.where(above, npr, TRUNCATION_VALUE)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                lognt = np.where(above, np.log(nt), _LOG_TRUNCATION_SUM)
+                term = bt[sub] - nt + np.where(npr > 0, npr * (lognt - logb[sub]), 0.0)
+                return np.sqrt(2 * term.sum(axis=1)) - opts.n_sigma_sensitivity
+
+        root, _, conv, ok = brentq_vectorized(f, xs / 1000.0, xs * 1000.0, rtol=opts.rtol, maxiter=opts.max_niter)
+        out[sl] = np.where(ok & conv, root, np.nan)
     return out
