@@ -375,3 +375,20 @@ def test_stat_scan_and_sensitivity_maps_match_gammapy(ours, theirs):
             a, b = sa[ia, iy, ix], sb[ib, iy, ix]
             worst.append(np.max(np.abs(a - b) / (1 + np.abs(a))))
     assert np.median(worst) < 1e-3 and np.percentile(worst, 99) < 5e-2
+
+
+def test_config_takes_the_scan_options_for_the_ts_map_only():
+    from pathlib import Path
+
+    import yaml
+
+    from gamma_ray_dist.config import AnalysisConfig
+    from gamma_ray_dist.errors import ConfigError
+
+    base = yaml.safe_load((Path(__file__).parents[1] / "examples" / "crab_3d.yaml").read_text())
+    base.pop("excess_map", None)
+    sel = ["stat_scan", "sensitivity"]
+    cfg = AnalysisConfig.from_dict(dict(base, ts_map={"selection_optional": sel}))
+    assert list(cfg.ts_map.estimator_kwargs()["selection_optional"]) == sel
+    with pytest.raises(ConfigError, match="excess_map.parameters.selection_optional"):
+        AnalysisConfig.from_dict(dict(base, excess_map={"parameters": {"selection_optional": sel}}))

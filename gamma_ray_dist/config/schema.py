@@ -154,7 +154,7 @@ def _c_raw(v: Any, key: str, meta: Mapping) -> dict:
 def _c_selection(v: Any, key: str, meta: Mapping) -> str | tuple[str, ...] | None:
     if v is None or v == "all":
         return v
-    return _c_str_list(v, key, {"choices": SELECTION_OPTIONAL})
+    return _c_str_list(v, key, {"choices": meta.get("choices", SELECTION_OPTIONAL)})
 
 
 def _c_edges(v: Any, key: str, meta: Mapping) -> tuple | None:
