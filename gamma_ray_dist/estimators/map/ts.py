@@ -29,6 +29,7 @@ from astropy.coordinates import Angle
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ...maps import Map, WcsGeom
+from ...stats import _LOG_TRUNCATION_SUM, TRUNCATION_VALUE
 from ._inputs import (
     check_dataset,
     energy_groups,
@@ -133,7 +134,7 @@ def tile_pixels(grp: dict, iy: np.ndarray, ix: np.ndarray) -> PixelSet:
         m = _weighted_model(grp, d, gidx)
     px = PixelSet(n_entries, grp["pos_counts"][gidx], grp["pos_background"][gidx], m,
                   grp["s_b"][iy, ix], grp["s_model"][iy, ix], grp["sn_total"][iy, ix], grp["plain"],
-                  lambda idx: full_rows(grp, iy[idx], ix[idx]))
+                  lambda idx: full_rows(grp, iy[idx], ix[idx]), s_clogb=grp["s_clogb"][iy, ix])
     return px
 
 
@@ -181,27 +182,37 @@ def full_rows(grp: dict, iy: np.ndarray, ix: np.ndarray) -> tuple:
 
 
 def window_sums(grp: dict, ny: int, nx: int) -> tuple:
-    """``sum(b)``, ``sum(m)`` (``m > 0``) and ``min(b / m)`` (``m > 0``, capped at `SN_CAP`) over the kernel
+    """``sum(b)``, ``sum(m)`` (``m > 0``), ``min(b / m)`` (``m > 0``, capped at `SN_CAP`) and
+    ``sum_c>0(c log b)`` (the statistic's log term at norm 0, truncated as gammapy's) over the kernel
     window of every pixel of the ``(ny, nx)`` grid, for the whole map at once (the same sums for every
     tiling). Sums run over the window offsets in a fixed order."""
     kernel = grp["kernel"]
     ky, kx = kernel.shape[-2:]
-    b = grp["background"]
-    planes = b.shape[0]
-    s_b = np.zeros((ny, nx))
-    for p in range(planes):
-        rows = np.zeros((b.shape[1], nx))
-        for dx in range(kx):
-            rows += b[p, :, dx:dx + nx]
-        for dy in range(ky):
-            s_b += rows[dy:dy + ny]
+    b, c = grp["background"], grp["counts"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logb = np.where(b > TRUNCATION_VALUE, np.log(np.where(b > TRUNCATION_VALUE, b, 1.0)), _LOG_TRUNCATION_SUM)
+    s_b = _box_sum(b, ky, kx, ny, nx)
+    s_clogb = _box_sum(np.where(c > 0, c * logb, 0.0), ky, kx, ny, nx)
     s_model = np.zeros((ny, nx))
     sn = np.full((ny, nx), np.inf)
     tmp = np.empty((ny, nx))
     fast = grp["model_table"] is not None and grp["plain"]
     with np.errstate(divide="ignore", invalid="ignore"):
         _model_sums(grp, b, kx, ky, ny, nx, fast, s_model, sn, tmp)
-    return s_b, s_model, np.minimum(sn, SN_CAP)
+    return s_b, s_model, np.minimum(sn, SN_CAP), s_clogb
+
+
+def _box_sum(a: np.ndarray, ky: int, kx: int, ny: int, nx: int) -> np.ndarray:
+    """Sum of a padded ``(planes, NY, NX)`` array over the ``(ky, kx)`` window of every pixel (rows then
+    columns, in order)."""
+    out = np.zeros((ny, nx))
+    for p in range(a.shape[0]):
+        rows = np.zeros((a.shape[1], nx))
+        for dx in range(kx):
+            rows += a[p, :, dx:dx + nx]
+        for dy in range(ky):
+            out += rows[dy:dy + ny]
+    return out
 
 
 def _model_sums(grp, b, kx, ky, ny, nx, fast, s_model, sn, tmp) -> None:
@@ -666,7 +677,7 @@ def prepare_ts_inputs(est: TSMapEstimator, dataset: Any) -> tuple[dict, dict]:
         grp = {"counts": c_pad, "background": _pad(b, hy, hx), "exposure": _pad(e, hy, hx), "kernel": k,
                "weights": weights, "norm_guess": norm_guess, "n_positive": n_positive}
         grp.update(_counted_bins(grp, uniform_weights=bool(np.all(m == m[:1]))))
-        grp["s_b"], grp["s_model"], grp["sn_total"] = window_sums(grp, *m2.shape)
+        grp["s_b"], grp["s_model"], grp["sn_total"], grp["s_clogb"] = window_sums(grp, *m2.shape)
         shared_groups.append(grp)
     if not any(np.any(m2) for m2 in mask2d):
         raise EstimatorInputError("TSMapEstimator: no pixel to fit: the background is zero everywhere inside "

@@ -68,6 +68,8 @@ class PixelSet:
     plain : bool
         Background and model are finite and >= 0 (the usual case): no entry is truncated above
         ``-sn_total``.
+    s_clogb : ndarray, (npix,), optional
+        ``sum_c>0(c log b)`` over the windows (the log term at norm 0), when precomputed.
     windows : callable, optional
         ``windows(idx)``: background and model of the full windows of pixels ``idx``, ``(len(idx), L)``
         each; needed below ``-sn_total`` (or everywhere if not ``plain``) and for the sensitivity.
@@ -75,7 +77,7 @@ class PixelSet:
 
     def __init__(self, n_entries: np.ndarray, c: np.ndarray, b: np.ndarray, m: np.ndarray, s_b: np.ndarray,
                  s_model: np.ndarray, sn_total: np.ndarray, plain: bool,
-                 windows: Optional[Callable] = None):
+                 windows: Optional[Callable] = None, s_clogb: Optional[np.ndarray] = None):
         n_entries = np.asarray(n_entries, dtype=np.int64)
         self.n = n = n_entries.size
         self.s_b = np.asarray(s_b, dtype=float)
@@ -83,6 +85,7 @@ class PixelSet:
         self.sn_total = np.asarray(sn_total, dtype=float)
         self.plain = bool(plain)
         self.windows = windows
+        self.s_clogb = s_clogb
         # every chunk has CHUNK columns (the last one padded with empty columns): numpy then always
         # reduces the (w, CHUNK) arrays row after row (a single column would be summed pairwise)
         lo = np.arange(0, n, CHUNK)
@@ -244,6 +247,13 @@ class PixelSet:
         first = self.first(x) if first is None else first
         return 2 * (first - self._each(self._logsum, x))
 
+    def stat_null(self) -> np.ndarray:
+        """`cash` at norm 0 (from the precomputed log term when given)."""
+        zero = np.zeros(self.n)
+        if self.s_clogb is None:
+            return self.cash(zero)
+        return 2 * (self.first(zero) - self.s_clogb)
+
     def cash_at(self, x_all: np.ndarray, idx: np.ndarray) -> np.ndarray:
         return 2 * (self.first(x_all[idx], idx) - self._at(self._logsum, x_all, idx))
 
@@ -286,7 +296,7 @@ def fit_pixels(px: PixelSet, norm_guess: np.ndarray, opts: TSOptions) -> dict:
     norm = norm_min_total.copy()
     niter = np.zeros(n)
     success = np.ones(n, dtype=bool)
-    stat_null = px.cash(np.zeros(n))
+    stat_null = px.stat_null()
 
     fit = ~trivial
     if opts.threshold is not None:
