@@ -164,21 +164,22 @@ def full_rows(grp: dict, iy: np.ndarray, ix: np.ndarray) -> tuple:
     npix = len(iy)
     index = _window_index(grp["counts"].shape, shape, iy, ix)
     background = _window_take(grp["background"], index, shape).reshape(npix, -1)
+    if grp["model_kernel"] is not None:
+        # the kernel factor by window offset x the exposure (masked where the mask is off): the same
+        # products as the packed counted bins'
+        model = (grp["model_kernel"][None] * _window_take(grp["expo_model"], index, shape)).reshape(npix, -1)
+        return background, model
     exposure = _window_take(grp["exposure"], index, shape)
-    if grp["weights"] is not None:
-        w = _windows(grp["weights"], shape, iy, ix)  # (npix, n_e, ky, kx)
-        num = np.zeros((npix,) + shape)
-        den = np.zeros((npix,) + shape)
-        for e in range(kernel.shape[0]):
-            num = num + kernel[e] * w[:, e]
-            den = den + w[:, e]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            kw = num / den
-        kw[~np.isfinite(kw)] = 0
-        model = (kw[:, None] * exposure).reshape(npix, -1)
-    else:
-        model = (kernel[None] * exposure).reshape(npix, -1)
-    return background, model
+    w = _windows(grp["weights"], shape, iy, ix)  # (npix, n_e, ky, kx)
+    num = np.zeros((npix,) + shape)
+    den = np.zeros((npix,) + shape)
+    for e in range(kernel.shape[0]):
+        num = num + kernel[e] * w[:, e]
+        den = den + w[:, e]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        kw = num / den
+    kw[~np.isfinite(kw)] = 0
+    return background, (kw[:, None] * exposure).reshape(npix, -1)
 
 
 def window_sums(grp: dict, ny: int, nx: int) -> tuple:

@@ -227,19 +227,38 @@ class PixelSet:
         return out
 
     def first_many(self, x: np.ndarray) -> np.ndarray:
-        """`first` at ``x`` of shape ``(n, K)`` (several norms per pixel)."""
+        """`first` at ``x`` of shape ``(n, K)`` (several norms per pixel, as the likelihood scan's).
+
+        Below ``-min(b / m)`` (``plain`` data): an entry is truncated exactly when ``b / m <= -x``, so
+        with a window's ``b / m`` sorted, ``sum(max(b + x m, 1e-25))`` is the sums of ``b`` and ``m``
+        over the entries above ``-x`` (suffix sums) plus ``1e-25`` per truncated entry: one sort per
+        window instead of a pass over the window per norm."""
         out = self.s_b[:, None] + x * self.s_model[:, None]
         need = (~(x >= -self.sn_total[:, None]) & np.isfinite(x)) if self.plain else np.ones(x.shape, dtype=bool)
         rows = np.nonzero(need.any(axis=1))[0]
         for sl, b, m in self.window_blocks(rows):
             sub = rows[sl]
             xs, ns = x[sub], need[sub]
-            for k in np.nonzero(ns.any(axis=0))[0]:
-                r = np.nonzero(ns[:, k])[0]
-                npr = m[r] * xs[r, k:k + 1]
-                npr += b[r]
-                np.maximum(npr, TRUNCATION_VALUE, out=npr)
-                out[sub[r], k] = npr.sum(axis=1)
+            if not self.plain:
+                for k in np.nonzero(ns.any(axis=0))[0]:
+                    r = np.nonzero(ns[:, k])[0]
+                    npr = m[r] * xs[r, k:k + 1]
+                    npr += b[r]
+                    np.maximum(npr, TRUNCATION_VALUE, out=npr)
+                    out[sub[r], k] = npr.sum(axis=1)
+                continue
+            t = np.divide(b, m, out=np.full(m.shape, np.inf), where=m > 0)
+            order = np.argsort(t, axis=1, kind="stable")
+            t = np.take_along_axis(t, order, axis=1)
+            suffix_b = np.zeros((b.shape[0], b.shape[1] + 1))
+            suffix_m = np.zeros_like(suffix_b)
+            suffix_b[:, :-1] = np.cumsum(np.take_along_axis(b, order, axis=1)[:, ::-1], axis=1)[:, ::-1]
+            suffix_m[:, :-1] = np.cumsum(np.take_along_axis(m, order, axis=1)[:, ::-1], axis=1)[:, ::-1]
+            for i in range(len(sub)):
+                ks = np.nonzero(ns[i])[0]
+                y = -xs[i, ks]
+                cut = np.searchsorted(t[i], y, side="right")  # entries with b / m <= -x: truncated
+                out[sub[i], ks] = suffix_b[i, cut] - y * suffix_m[i, cut] + TRUNCATION_VALUE * cut
         return out
 
     def cash(self, x: np.ndarray, first: Optional[np.ndarray] = None) -> np.ndarray:
@@ -409,30 +428,32 @@ def _closest_on_grid(x: np.ndarray, d: np.ndarray, imin: np.ndarray, level: floa
     """The norm of the scan grid (sparse norms and `scan_grid`) where the linear interpolant of ``d``
     is closest to ``level``: left of the minimum (``<=``) or right of it (``>``), first in order on
     ties. On a segment between sparse norms the interpolant is linear, so the candidates are the
-    sparse norms and, where the segment crosses ``level``, the two grid nodes around the crossing."""
+    sparse norms and, where a segment crosses ``level``, the two grid nodes around the crossing."""
     n, k = x.shape
     cols = np.arange(k)[None, :]
     side = cols > imin[:, None] if right else cols <= imin[:, None]
-    cand_x = [np.where(side, x, np.nan)]
-    cand_v = [d]
-    x0, x1, d0, d1 = x[:, :-1], x[:, 1:], d[:, :-1], d[:, 1:]
+    score = np.where(side, np.abs(d - level), np.inf)
+    best = score.min(axis=1)
+    pick = np.where((score == best[:, None]) & np.isfinite(score), x, np.inf).min(axis=1)
+    # segments crossing the level on the side (few per pixel): the grid nodes next to the crossing
     seg_side = (cols[:, :-1] >= imin[:, None]) if right else (cols[:, 1:] <= imin[:, None])
-    cross = seg_side & ((d0 - level) * (d1 - level) <= 0) & (d0 != d1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        slope = (d1 - d0) / (x1 - x0)
-        xc = np.where(cross, x0 + (level - d0) / slope, np.nan)
-    grid = scan_grid()
-    j = np.searchsorted(grid, np.where(cross, xc, 0.0))
-    for g in (grid[np.clip(j - 1, 0, grid.size - 1)], grid[np.clip(j, 0, grid.size - 1)]):
-        ok = cross & (g > x0) & (g < x1)
-        cand_x.append(np.where(ok, g, np.nan))
-        cand_v.append(d0 + (g - x0) * slope)
-    gx = np.concatenate(cand_x, axis=1)
-    score = np.abs(np.concatenate(cand_v, axis=1) - level)
-    score = np.where(np.isnan(gx), np.inf, score)
-    bestscore = score.min(axis=1, keepdims=True)
-    pick = np.where((score == bestscore) & np.isfinite(score), gx, np.inf).min(axis=1)
-    return np.where(np.isfinite(pick), pick, np.nan)
+    d0, d1 = d[:, :-1], d[:, 1:]
+    r, s = np.nonzero(seg_side & ((d0 - level) * (d1 - level) <= 0) & (d0 != d1))
+    if r.size:
+        x0, x1, v0, v1 = x[r, s], x[r, s + 1], d0[r, s], d1[r, s]
+        slope = (v1 - v0) / (x1 - x0)
+        grid = scan_grid()
+        j = np.searchsorted(grid, x0 + (level - v0) / slope)
+        for g in (grid[np.clip(j - 1, 0, grid.size - 1)], grid[np.clip(j, 0, grid.size - 1)]):
+            ok = (g > x0) & (g < x1)
+            sc = np.where(ok, np.abs(v0 + (g - x0) * slope - level), np.inf)
+            # per pixel: a lower score wins; an equal one the lower norm
+            better = (sc < best[r]) | ((sc == best[r]) & (g < pick[r]))
+            for i in np.nonzero(better)[0]:  # few: at most two crossings per side of a convex profile
+                row = r[i]
+                if sc[i] < best[row] or (sc[i] == best[row] and g[i] < pick[row]):
+                    best[row], pick[row] = sc[i], g[i]
+    return np.where(np.isfinite(pick) & np.isfinite(best), pick, np.nan)
 
 
 # --- sensitivity ----------------------------------------------------------------------------------
