@@ -457,6 +457,29 @@ def _closest_on_grid(x: np.ndarray, d: np.ndarray, imin: np.ndarray, level: floa
 
 
 # --- sensitivity ----------------------------------------------------------------------------------
+def _asimov_sigma(b: np.ndarray, m: np.ndarray, bt: np.ndarray, logb: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``sqrt`` of the Asimov TS of norms ``x`` (one per row): ``2 sum(bt - nt + npred (log nt - log bt))``
+    over the window (``nt``, ``bt``: npred and background truncated at 1e-25, the ``npred > 0`` bins'
+    log terms only), i.e. gammapy's ``stat_sum_asimov_null - stat_sum_asimov``."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        npr = m * x[:, None]
+        npr += b
+        low = npr <= TRUNCATION_VALUE
+        nt = np.maximum(npr, TRUNCATION_VALUE)
+        lognt = np.log(nt)
+        if low.any():
+            lognt[low] = _LOG_TRUNCATION_SUM
+            npr_pos = np.where(npr > 0, npr, 0.0)
+        else:
+            npr_pos = npr
+        lognt -= logb
+        lognt *= npr_pos
+        lognt += bt
+        lognt -= nt
+        return np.sqrt(2 * lognt.sum(axis=1))
+
+
+
 def norm_sensitivity(px: PixelSet, norm: np.ndarray, opts: TSOptions) -> np.ndarray:
     """The norm at which the Asimov significance reaches ``n_sigma_sensitivity`` (gammapy's
     ``estimate_sensitivity``: Brent between ``norm / 1000`` and ``norm * 1000``; NaN where it fails).
@@ -470,16 +493,14 @@ def norm_sensitivity(px: PixelSet, norm: np.ndarray, opts: TSOptions) -> np.ndar
         bt = np.maximum(b, TRUNCATION_VALUE)
         logb = np.where(b > TRUNCATION_VALUE, np.log(bt), _LOG_TRUNCATION_SUM)
         xs = norm[sl]
+        x_rows = np.zeros(len(xs))
 
-        def f(x, sub, b=b, m=m, bt=bt, logb=logb):
-            npr = m[sub] * x[:, None]
-            npr += b[sub]
-            above = npr > TRUNCATION_VALUE
-            nt = np.where(above, npr, TRUNCATION_VALUE)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                lognt = np.where(above, np.log(nt), _LOG_TRUNCATION_SUM)
-                term = bt[sub] - nt + np.where(npr > 0, npr * (lognt - logb[sub]), 0.0)
-                return np.sqrt(2 * term.sum(axis=1)) - opts.n_sigma_sensitivity
+        def f(x, sub, b=b, m=m, bt=bt, logb=logb, x_rows=x_rows):
+            if 3 * len(sub) > len(x_rows):
+                # most rows still active: all rows (each row's value depends on that row only), no row copies
+                x_rows[sub] = x
+                return _asimov_sigma(b, m, bt, logb, x_rows)[sub] - opts.n_sigma_sensitivity
+            return _asimov_sigma(b[sub], m[sub], bt[sub], logb[sub], x) - opts.n_sigma_sensitivity
 
         root, _, conv, ok = brentq_vectorized(f, xs / 1000.0, xs * 1000.0, rtol=opts.rtol, maxiter=opts.max_niter)
         out[sl] = np.where(ok & conv, root, np.nan)
