@@ -30,7 +30,8 @@ import numpy as np
 
 from ...stats import _LOG_TRUNCATION_SUM, TRUNCATION_VALUE, brentq_vectorized
 
-__all__ = ["TSOptions", "PixelSet", "fit_pixels", "CHUNK", "SN_CAP"]
+__all__ = ["TSOptions", "PixelSet", "fit_pixels", "likelihood_scan", "norm_sensitivity", "scan_norms", "scan_grid",
+           "CHUNK", "SN_CAP", "N_SCAN"]
 
 CHUNK = 256  # pixels packed together (one column each)
 WINDOW_ROWS = 1024  # full kernel windows gathered at a time
