@@ -2,6 +2,7 @@
 
     python benchmarks/bench_sky_maps.py              # seed TS map (100x100, 1-10 TeV, point kernel 0.5 deg) + excess map
     python benchmarks/bench_sky_maps.py --survey 200 400  # also simulated survey-field TS maps (serial / Ray / processes)
+    python benchmarks/bench_sky_maps.py --optional   # also the seed TS map with selection_optional="all"
 
 Times are best of ``--repeat`` runs; ratios are printed side by side (the machine is shared: compare
 ratios of one run, not absolute times across runs). The Ray runs use the project backend
@@ -50,16 +51,21 @@ def best(fn, repeat):
     return min(times), out
 
 
-def best_interleaved(fns: dict, repeat: int) -> dict:
+def best_interleaved(fns: dict, repeat: int, cpu: dict | None = None) -> dict:
     """``{name: (best time, last output)}``, the functions run in turn ``repeat`` times: on a shared
-    machine the load changes within seconds, and alternating keeps the comparison fair."""
+    machine the load changes within seconds, and alternating keeps the comparison fair. ``cpu``, when
+    given, receives every function's least CPU time of this process (the in-process runs' cost)."""
     times = {name: [] for name in fns}
+    cpus = {name: [] for name in fns}
     outs = {}
     for _ in range(repeat):
         for name, fn in fns.items():
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             outs[name] = fn()
             times[name].append(time.perf_counter() - t)
+            cpus[name].append(time.process_time() - c)
+    if cpu is not None:
+        cpu.update({name: min(v) for name, v in cpus.items()})
     return {name: (min(times[name]), outs[name]) for name in fns}
 
 
@@ -67,7 +73,7 @@ def load() -> str:
     return "load average {:.1f} on {} CPUs".format(os.getloadavg()[0], os.cpu_count())
 
 
-def seed(repeat: int, backend, procs) -> dict:
+def seed(repeat: int, backend, procs, optional: bool = False) -> dict:
     import gammapy.estimators as ge
 
     from gamma_ray_dist.estimators import ExcessMapEstimator, TSMapEstimator
@@ -82,10 +88,11 @@ def seed(repeat: int, backend, procs) -> dict:
         data[lib] = ds
     kw = dict(kernel_width="0.5 deg", energy_edges=[1, 10] * u.TeV)
     ours = data["gamma_ray_dist"]
+    cpu: dict = {}
     res = best_interleaved({"gammapy": lambda: ge.TSMapEstimator(**kw).run(data["gammapy"]),
                             "serial": lambda: TSMapEstimator(**kw).run(ours),
                             "ray": lambda: TSMapEstimator(**kw).run(ours, backend=backend),
-                            "processes": lambda: TSMapEstimator(**kw).run(ours, backend=procs)}, repeat)
+                            "processes": lambda: TSMapEstimator(**kw).run(ours, backend=procs)}, repeat, cpu)
     (t_gp, m_gp), (t_1, m_1), (t_2, m_2), (t_p, m_p) = (res[k] for k in ("gammapy", "serial", "ray", "processes"))
     same = all(np.array_equal(m_1._data[k].data, m_2._data[k].data, equal_nan=True) and
                np.array_equal(m_1._data[k].data, m_p._data[k].data, equal_nan=True) for k in m_1.available_quantities)
@@ -93,9 +100,21 @@ def seed(repeat: int, backend, procs) -> dict:
           f"ours Ray {backend.cpus} workers {t_2:.3f} s ({t_1 / t_2:.2f}x serial, {t_gp / t_2:.1f}x gammapy) | "
           f"{procs.cpus} processes {t_p:.3f} s ({t_1 / t_p:.2f}x serial) | Ray == processes == serial bitwise: {same} "
           f"| {load()}")
+    print(f"   one core, CPU time: gammapy {cpu['gammapy']:.3f} s | ours serial {cpu['serial']:.3f} s "
+          f"({cpu['gammapy'] / cpu['serial']:.1f}x gammapy)")
     s_gp, s_1 = m_gp.sqrt_ts.data, m_1.sqrt_ts.data
     print(f"   max sqrt_ts {np.nanmax(s_gp):.3f} / {np.nanmax(s_1):.3f}, pixels > 5 sigma {int((s_gp > 5).sum())} / "
           f"{int((s_1 > 5).sum())}, max |d sqrt_ts| {np.nanmax(np.abs(s_gp - s_1)):.2e}")
+    if optional:
+        # every optional quantity (errn-errp, ul, stat_scan, sensitivity), one run each (gammapy: ~1 min)
+        ko = dict(kw, selection_optional="all")
+        cpu_o: dict = {}
+        res = best_interleaved({"gammapy": lambda: ge.TSMapEstimator(**ko).run(data["gammapy"]),
+                                "serial": lambda: TSMapEstimator(**ko).run(ours)}, 1, cpu_o)
+        (t_go, _), (t_so, _) = res["gammapy"], res["serial"]
+        print(f"seed TS map, selection_optional='all': gammapy {t_go:.2f} s (CPU {cpu_o['gammapy']:.2f} s) | "
+              f"ours serial {t_so:.2f} s (CPU {cpu_o['serial']:.2f} s, {cpu_o['gammapy'] / cpu_o['serial']:.1f}x "
+              f"gammapy) | {load()}")
     kx = dict(correlation_radius="0.1 deg")
     t_gx, _ = best(lambda: ge.ExcessMapEstimator(**kx).run(data["gammapy"]), repeat)
     t_ox, _ = best(lambda: ExcessMapEstimator(**kx).run(data["gamma_ray_dist"]), repeat)
@@ -148,6 +167,8 @@ def main() -> None:
                    help="sides (pixels) of simulated survey TS maps (serial vs Ray vs processes)")
     p.add_argument("--tile-size", type=int, default=None, help="default: the estimator's choice for the backend")
     p.add_argument("--skip-seed", action="store_true")
+    p.add_argument("--optional", action="store_true",
+                   help="also the seed TS map with every optional quantity (selection_optional='all')")
     args = p.parse_args()
     from gamma_ray_dist.distributed import RayBackend
 
@@ -155,7 +176,7 @@ def main() -> None:
     with RayBackend(num_cpus=args.workers, progress=False) as backend:
         backend.start()
         if not args.skip_seed:
-            seed(args.repeat, backend, procs)
+            seed(args.repeat, backend, procs, args.optional)
         for npix in args.survey:
             survey(npix, backend, procs, args.tile_size, max(2, args.repeat))
     procs.pool.shutdown()

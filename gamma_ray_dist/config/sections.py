@@ -532,6 +532,7 @@ class FluxPointsConfig(_Section):
 _MAP_SELECTION = ("errn-errp", "ul")
 # gammapy 2.1's ExcessMapEstimator options (alpha and the acceptances give maps for on-off datasets only)
 _EXCESS_SELECTION = ("errn-errp", "ul", "sensitivity", "alpha", "acceptance_on", "acceptance_off")
+_TS_SELECTION = ("errn-errp", "ul", "stat_scan", "sensitivity")
 
 
 def _check_map_selection(value: Any, key: str, allowed: tuple = _MAP_SELECTION) -> None:
@@ -602,9 +603,9 @@ class TsMapConfig(_Section):
 
     ``kernel_width`` (angle; default the PSF kernel width + 0.2 deg), ``downsampling_factor`` (power of
     2), ``n_sigma`` (1), ``n_sigma_ul`` (2), ``threshold``, ``rtol`` (0.01), ``selection_optional``
-    (None, "all" or a list of "errn-errp", "ul"), ``energy_edges`` ``{min, max, nbins}`` (default one
-    bin), ``sum_over_energy_groups`` (true), ``max_niter`` (100). The kernel is a point source with a
-    power law of index 2. The pipeline computes the map when the section is present (`requested`).
+    (None, "all" or a list of "errn-errp", "ul", "stat_scan", "sensitivity"), ``energy_edges``
+    ``{min, max, nbins}`` (default one bin), ``sum_over_energy_groups`` (true), ``max_niter`` (100). The
+    kernel is a point source with a power law of index 2. The pipeline computes the map when the section is present (`requested`).
     """
 
     kernel_width: u.Quantity | None = _field("angle")
@@ -613,7 +614,7 @@ class TsMapConfig(_Section):
     n_sigma_ul: float = _field("float", 2.0, required=True)
     threshold: float | None = _field("float")
     rtol: float = _field("float", 0.01, required=True)
-    selection_optional: Any = _field("selection")
+    selection_optional: Any = _field("selection", choices=_TS_SELECTION)
     energy_edges: EnergyAxisConfig = _field(EnergyAxisConfig)
     sum_over_energy_groups: bool = _field("bool", True)
     max_niter: int = _field("int", 100, required=True, min=1)
@@ -628,7 +629,7 @@ class TsMapConfig(_Section):
         for name in ("n_sigma", "n_sigma_ul", "rtol"):
             if not getattr(self, name) > 0:
                 raise ConfigError(_join(key, name), f"must be > 0, got {getattr(self, name)}")
-        _check_map_selection(self.selection_optional, _join(key, "selection_optional"))
+        _check_map_selection(self.selection_optional, _join(key, "selection_optional"), _TS_SELECTION)
 
     def estimator_kwargs(self) -> dict:
         """Keyword arguments of `TSMapEstimator`."""

@@ -32,7 +32,8 @@ SED_QUANTITIES = {
 _NORM_SUFFIXES = ("", "_err", "_errn", "_errp", "_ul", "_sensitivity")
 # order of the HDUs gammapy writes (quantities absent from a result are skipped)
 _WRITE_ORDER = ("norm", "norm_err", "norm_errn", "norm_errp", "norm_ul", "norm_sensitivity", "ts", "sqrt_ts",
-                "npred", "npred_excess", "stat", "stat_null", "niter", "is_ul", "counts", "success",
+                "npred", "npred_excess", "stat", "stat_null", "stat_scan", "dnde_scan_values", "niter", "is_ul",
+                "counts", "success",
                 "alpha", "acceptance_on", "acceptance_off")
 
 

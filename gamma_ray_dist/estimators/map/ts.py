@@ -9,371 +9,61 @@ statistic's derivative, found by Brent's method between the analytic bounds of S
 ``norm_errp`` from Brent roots of ``cash(norm) - cash_best = n_sigma^2``.
 
 Speed and distribution: the dataset is reduced once to plain arrays (`prepare_ts_inputs`: counts,
-background, exposure, kernel, mask weights, the number of counted bins in every pixel's kernel window;
-optionally downsampled), shared once with the workers; the map is cut into tiles of pixels
-(`ts_tile`: one job in-process, one per CPU of about equal cost on a parallel backend). Inside a tile the pixels are
-ordered by their number of counted bins and fitted in blocks (one vectorised Brent with per-pixel
-state) of chunks: a chunk's kernel windows are gathered with one flat index, and its ``c > 0``
-entries packed into arrays only as long as the chunk's longest window. Sums over the packed entries
-reproduce numpy's pairwise summation of rows zero-padded to one global width (`_packed_sum`), so every
-pixel's result is a function of the shared arrays and of that pixel alone, and the assembled maps are
-bit-identical whatever the tiling, chunking or number of workers.
+background, exposure, kernel, mask weights, the number of counted bins in every pixel's kernel window,
+the list of counted bins, and the norm-independent full-window sums ``sum(b)``, ``sum(m)``,
+``min(b / m)`` of every pixel, computed for the whole map at once; optionally downsampled), shared once
+with the workers; the map is cut into tiles of pixels (`ts_tile`: one job in-process, one per CPU of
+about equal cost on a parallel backend). A tile only gathers the counted (``c > 0``) bins of its
+pixels' windows (runs of the row-major list of counted bins, one per window row) and packs them
+(`ts_fit.PixelSet`); the fits run on all the tile's pixels at once (one vectorised Brent with
+per-pixel state). Every pixel's result is a function of the shared arrays and of that pixel alone, so
+the assembled maps are bit-identical whatever the tiling or number of workers.
 """
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Optional
 
 import numpy as np
 from astropy.coordinates import Angle
+from numpy.lib.stride_tricks import sliding_window_view
 
 from ...maps import Map, WcsGeom
-from ...stats import TRUNCATION_VALUE, _LOG_TRUNCATION_SUM, brentq_vectorized
+from ...stats import _LOG_TRUNCATION_SUM, TRUNCATION_VALUE
+from ._inputs import (
+    check_dataset,
+    energy_groups,
+    estimation_mask,
+    reco_exposure,
+    run_jobs,
+)
 from .core import EstimatorInputError, FluxMaps, MapEstimator
-from ._inputs import check_dataset, energy_groups, estimation_mask, reco_exposure, run_jobs
+from .ts_fit import N_SCAN, SN_CAP, PixelSet, TSOptions, fit_pixels
 
 __all__ = ["TSMapEstimator", "TSOptions", "prepare_ts_inputs", "ts_tile", "ts_tile_jobs", "ts_balanced_jobs",
            "ts_pixels"]
 
 CUTOUT_MARGIN_DEG = 0.1
 _QUANTITIES = ["ts", "norm", "niter", "norm_err", "npred", "npred_excess", "stat", "stat_null", "success"]
+_SCAN_QUANTITIES = ("stat_scan", "dnde_scan_values")  # per pixel: one value per norm of the sparse scan
 
 
-@dataclass(frozen=True)
-class TSOptions:
-    """Per-pixel fit settings (picklable, part of the shared inputs)."""
-
-    rtol: float = 0.01
-    max_niter: int = 100
-    n_sigma: float = 1.0
-    n_sigma_ul: float = 2.0
-    threshold: Optional[float] = None
-    ul: bool = False
-    errn_errp: bool = False
-
-
-# --- per-pixel statistics on (npix, L) arrays -----------------------------------------------------
-def _rowsum(a: np.ndarray) -> np.ndarray:
-    # C-contiguous rows reduced one by one: each row's sum depends on that row only
-    return np.ascontiguousarray(a).sum(axis=1)
-
-
-@lru_cache(maxsize=64)
-def _pairwise_plan(n: int, start: int = 0) -> tuple:
-    """The summation tree of numpy's pairwise sum of ``n`` contiguous float64 values: leaves of fewer
-    than 8 values are summed in order; leaves of 8 to 128 values in 8 interleaved accumulators, combined
-    ``((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))``, then the last ``n % 8`` values in order;
-    longer runs split at half the length rounded down to a multiple of 8."""
-    if n < 8:
-        return ("seq", start, n)
-    if n <= 128:
-        return ("block", start, n)
-    half = n // 2
-    half -= half % 8
-    return ("pair", _pairwise_plan(half, start), _pairwise_plan(n - half, start + half), start + half)
-
-
-def _packed_sum(a: np.ndarray, width: int) -> np.ndarray:
-    """Column sums of a packed ``(w, npix)`` array (one pixel per column, ``w <= width``), equal bit for
-    bit to ``np.sum`` of each column as a contiguous row zero-padded to ``width`` values (numpy's
-    pairwise tree, `_pairwise_plan`; adding a zero changes no sum). A tile's packed arrays are only as
-    long as its own longest column while every column is summed as if ``width`` long, so the sums do
-    not depend on which pixels are processed together."""
-    w, n = a.shape
-    if w > width:
-        raise ValueError(f"columns of {w} values are longer than the summation width {width}")
-
-    def evaluate(node):
-        if node[0] == "pair":
-            left = evaluate(node[1])
-            right = evaluate(node[2]) if node[3] < w else None
-            return left if right is None else left + right
-        _, s, m = node
-        if node[0] == "seq":
-            res = np.zeros(n)
-            for i in range(s, min(s + m, w)):
-                res = res + a[i]
-            return res
-        m8 = m - m % 8
-        full = min(m8, w - s) // 8 * 8  # values in whole groups of 8 present
-        if full:
-            # the 8 accumulators, each summed in order: a reduction over the outer axis adds the
-            # groups one after the other
-            r = a[s:s + full].reshape(full // 8, 8, n).sum(axis=0)
-        else:
-            r = np.zeros((8, n))
-        rest = min(m8, w - s) - full
-        if rest > 0:
-            r[:rest] += a[s + full:s + full + rest]
-        t = r[0::2] + r[1::2]  # r0 + r1, r2 + r3, r4 + r5, r6 + r7
-        t = t[0::2] + t[1::2]
-        res = t[0] + t[1]
-        for i in range(s + m8, min(s + m, w)):
-            res = res + a[i]
-        return res
-
-    return evaluate(_pairwise_plan(width)) if w else np.zeros(n)
-
-
-def _compact(mask: np.ndarray, *arrays: np.ndarray) -> list:
-    """Per row of ``mask`` (npix, L), the entries where it is True in their original order, as the
-    columns of ``(w, npix)`` arrays padded with zeros (``w``: the largest number of entries of a row).
-    Sums go through `_packed_sum` with one summation width for all calls, so they do not depend on
-    which rows are processed together."""
-    n, length = mask.shape
-    src = np.flatnonzero(mask)  # row-major: row by row, columns in order (faster than a 2D nonzero)
-    rows = src // length
-    counts = np.bincount(rows, minlength=n)
-    width = int(max(1, counts.max())) if n else 1
-    dest = np.arange(src.size) - (np.cumsum(counts) - counts)[rows]
-    dst = rows * width + dest
-    out = []
-    for a in arrays:
-        packed = np.zeros((n, width))
-        packed.ravel()[dst] = np.ascontiguousarray(a).ravel().take(src)
-        out.append(np.ascontiguousarray(packed.T))  # written row by row, then transposed
-    return out
-
-
-class _Rows:
-    """The per-pixel arrays of one fit: full rows ``b``, ``m`` and the packed ``c > 0`` entries.
-
-    Entries where counts, background and model are all zero contribute the truncation value 1e-25 to
-    a Cash sum of order 1e2 or more (no change in double precision), so they need no masking.
-    """
-
-    def __init__(self, c: np.ndarray, b: np.ndarray, m: np.ndarray, width: int):
-        self.b, self.m = b, m
-        self.width = int(width)  # summation width of the packed rows (the same for every tile)
-        self.cc, self.bc, self.mc = _compact(c > 0, c, b, m)
-        if self.cc.shape[0] > self.width:
-            raise ValueError(f"a pixel has {self.cc.shape[0]} counted bins, more than the width {self.width}")
-        pos = self.mc > 0
-        # derivative terms c m / (x m + b) on entries with m > 0 (others: 0 / 1)
-        self.cm = np.where(pos, self.cc * self.mc, 0.0)
-        self.md = np.where(pos, self.mc, 0.0)
-        self.bd = np.where(pos, self.bc, 1.0)
-        # finite and >= 0 (the usual case: kernel and exposure are): the m > 0 masks are no-ops, b + 0 m
-        # is b, and b + x m >= b for x >= 0
-        self.m_plain = bool(m.size == 0 or (m.min() >= 0 and m.max() < np.inf))
-        self.s_model = _rowsum(m if self.m_plain else np.where(m > 0, m, 0.0))
-        self.s_b = _rowsum(b)
-        self.b_low = np.any(b <= TRUNCATION_VALUE, axis=1)  # rows with a truncated entry at norm 0
-
-    def wsum(self, a: np.ndarray) -> np.ndarray:
-        """Row sums of a packed array, as if ``width`` wide."""
-        return _packed_sum(a, self.width)
-
-    def dstat(self, x: np.ndarray, idx: Optional[np.ndarray] = None) -> np.ndarray:
-        """Derivative of the Cash sum in norm, halved as in Stewart (2009): ``2 sum_m>0 m (1 - c / npred)``,
-        computed ``2 (sum_m>0 m - sum_c>0,m>0 c m / npred)``."""
-        if idx is None:
-            t = x * self.md
-            t += self.bd
-            np.divide(self.cm, t, out=t)
-            return 2 * (self.s_model - self.wsum(t))
-        return 2 * (self.s_model[idx] - self.wsum(self.cm[:, idx] / (x * self.md[:, idx] + self.bd[:, idx])))
-
-    def npred_sums(self, x: np.ndarray, idx: Optional[np.ndarray] = None) -> tuple:
-        """``sum(b + x m)`` and the same sum with the truncation (``max(npred, 1e-25)``) per row; the
-        second is the first on rows without a truncated entry (the same values summed in the same order)."""
-        b, m = (self.b, self.m) if idx is None else (self.b[idx], self.m[idx])
-        npr = x[:, None] * m
-        npr += b  # b + x m (addition commutes exactly)
-        total = _rowsum(npr)
-        maybe = np.ones(len(x), dtype=bool) if not self.m_plain else \
-            (x < 0) | ~(x >= 0) | (self.b_low if idx is None else self.b_low[idx])
-        cand = np.nonzero(maybe)[0]
-        truncated = cand[np.any(npr[cand] <= TRUNCATION_VALUE, axis=1)]
-        first = total.copy()
-        if truncated.size:
-            first[truncated] = _rowsum(np.maximum(npr[truncated], TRUNCATION_VALUE))
-        return total, first
-
-    def null_first(self) -> Optional[np.ndarray]:
-        """The truncated ``sum(npred)`` at norm 0 from ``b`` alone when ``b + 0 m`` is ``b`` (else None)."""
-        if not (self.m_plain or np.all(np.isfinite(self.m))):
-            return None
-        first = self.s_b.copy()
-        truncated = np.nonzero(self.b_low)[0]
-        if truncated.size:
-            first[truncated] = _rowsum(np.maximum(self.b[truncated], TRUNCATION_VALUE))
-        return first
-
-    def cash(self, x: np.ndarray, idx: Optional[np.ndarray] = None, first: Optional[np.ndarray] = None) -> np.ndarray:
-        """Summed Cash statistic at norm ``x`` (gammapy's compiled ``cash_sum``, truncation included);
-        ``first`` is the truncated ``sum(npred)`` term when already known (`npred_sums`)."""
-        sel = (lambda a: a) if idx is None else (lambda a: a[:, idx])
-        if first is None:
-            first = self.npred_sums(x, idx)[1]
-        nprc = sel(self.bc) + x * sel(self.mc)
-        above = nprc > TRUNCATION_VALUE
-        with np.errstate(divide="ignore", invalid="ignore"):
-            lognpr = np.where(above, np.log(np.where(above, nprc, 1.0)), _LOG_TRUNCATION_SUM)
-        return 2 * (first - self.wsum(sel(self.cc) * lognpr))
-
-    def d2stat(self, x: np.ndarray) -> np.ndarray:
-        bottom = (self.bc + x * self.mc) ** 2
-        ok = bottom != 0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return self.wsum(np.where(ok, self.mc**2 * self.cc / np.where(ok, bottom, 1.0), 0.0))
-
-    def norm_bounds(self):
-        """Stewart's bracket of the root and the lowest norm keeping npred >= 0 (gammapy's ``norm_bounds``)."""
-        mc, cc = self.mc, self.cc
-        with np.errstate(divide="ignore", invalid="ignore"):
-            sn_c = np.divide(self.bc, mc, out=np.full(mc.shape, np.inf), where=(mc > 0) & (cc > 0))
-            sn = np.divide(self.b, self.m, out=np.full(self.m.shape, np.inf), where=self.m > 0)
-        j = np.argmin(sn_c, axis=0)
-        rows = np.arange(cc.shape[1])
-        sn_min = sn_c[j, rows]
-        has = sn_min < 1e14
-        c_min = np.where(has, cc[j, rows], 1.0)
-        sn_min = np.where(has, sn_min, 1e14)
-        s_counts = self.wsum(cc)
-        sn_min_total = np.minimum(np.min(sn, axis=1), 1e14)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return c_min / self.s_model - sn_min, s_counts / self.s_model - sn_min, -sn_min_total
-
-
-class _RowSet:
-    """Several `_Rows` (chunks of pixels with packed arrays of their own length) as one set of pixels:
-    per-pixel arrays are concatenated in chunk order, and every evaluation runs chunk by chunk."""
-
-    def __init__(self, parts: list):
-        self.parts = parts
-        self.bounds = np.concatenate([[0], np.cumsum([p.s_model.size for p in parts])]).astype(int)
-        self.n = int(self.bounds[-1])
-        self.s_model = np.concatenate([p.s_model for p in parts])
-        self.s_b = np.concatenate([p.s_b for p in parts])
-
-    def _slices(self):
-        return zip(self.parts, self.bounds[:-1], self.bounds[1:])
-
-    def each(self, fn, *arrays):
-        """``fn(part, *slices of arrays)`` per chunk, results concatenated (tuples element-wise)."""
-        out = [fn(p, *(a[lo:hi] for a in arrays)) for p, lo, hi in self._slices()]
-        if isinstance(out[0], tuple):
-            return tuple(np.concatenate(col) for col in zip(*out))
-        return np.concatenate(out)
-
-    def each_at(self, fn, x, idx):
-        """``fn(part, x, local indices)`` for the sorted global indices ``idx`` falling in each chunk."""
-        cut = np.searchsorted(idx, self.bounds)
-        out = [fn(p, x[cut[k]:cut[k + 1]], idx[cut[k]:cut[k + 1]] - lo)
-               for k, (p, lo, hi) in enumerate(self._slices()) if cut[k + 1] > cut[k]]
-        return np.concatenate(out) if out else np.zeros(0)
-
-    def counts_sum(self):
-        return self.each(lambda p: p.wsum(p.cc))
-
-    def norm_bounds(self):
-        return self.each(lambda p: p.norm_bounds())
-
-    def stat_null(self):
-        return self.each(lambda p: p.cash(np.zeros(p.s_model.size), first=p.null_first()))
-
-    def cash(self, x, idx=None, first=None):
-        if idx is not None:
-            return self.each_at(lambda p, xs, ids: p.cash(xs, ids), x, idx)
-        if first is None:
-            return self.each(lambda p, xs: p.cash(xs), x)
-        return self.each(lambda p, xs, fs: p.cash(xs, first=fs), x, first)
-
-    def npred_sums(self, x):
-        return self.each(lambda p, xs: p.npred_sums(xs), x)
-
-    def d2stat(self, x):
-        return self.each(lambda p, xs: p.d2stat(xs), x)
-
-    def dstat_at(self, x_all, idx):
-        """``dstat`` at the sorted global indices ``idx``: the chunks holding one of them are evaluated
-        whole at ``x_all`` (no gathers; each column's value depends on that column only)."""
-        cut = np.searchsorted(idx, self.bounds)
-        out = [p.dstat(x_all[lo:hi])[idx[cut[k]:cut[k + 1]] - lo]
-               for k, (p, lo, hi) in enumerate(self._slices()) if cut[k + 1] > cut[k]]
-        return np.concatenate(out) if out else np.zeros(0)
-
-
-def _confidence(rows: _RowSet, norm, norm_err, stat_best, n_sigma, positive, opts: TSOptions):
-    """Distance from ``norm`` to where the statistic rises by ``n_sigma**2`` (NaN where no root)."""
-    target = stat_best + n_sigma**2
-    if positive:
-        lo, hi = norm, norm + 1e2 * norm_err
-    else:
-        lo, hi = norm - 1e2 * norm_err, norm
-
-    def f(x, idx):
-        return target[idx] - rows.cash(x, idx)
-
-    root, _, conv, ok = brentq_vectorized(f, lo, hi, rtol=opts.rtol, maxiter=opts.max_niter)
-    root = np.where(ok & conv, root, np.nan)
-    return (root - norm) * (1 if positive else -1)
-
-
-def ts_pixels(c: np.ndarray, b: np.ndarray, m: np.ndarray, norm_guess: np.ndarray, opts: TSOptions,
-              width: Optional[int] = None) -> dict:
-    """Fit the kernel norm of every row (one pixel per row; ``c``, ``b``, ``m`` of shape (npix, L)).
-
-    ``width`` (>= the largest number of ``c > 0`` entries of a row; default L) is the summation width of
-    the packed arrays: keep it the same for all calls whose results must be bit-identical.
-    """
+def ts_pixels(c: np.ndarray, b: np.ndarray, m: np.ndarray, norm_guess: np.ndarray, opts: TSOptions) -> dict:
+    """Fit the kernel norm of every row (one pixel per row; ``c``, ``b``, ``m`` of shape (npix, L), the
+    pixels' kernel windows)."""
     c = np.ascontiguousarray(c, dtype=float)
     b = np.ascontiguousarray(b, dtype=float)
     m = np.ascontiguousarray(m, dtype=float)
-    width = c.shape[1] if width is None else int(width)
-    return _fit_rows(_RowSet([_Rows(c, b, m, width)]), norm_guess, opts)
+    pos = c > 0
+    sel = np.flatnonzero(pos)  # row by row, window order
+    mpos = m > 0
+    sn = np.divide(b, m, out=np.full(m.shape, np.inf), where=mpos).min(axis=1, initial=np.inf)
+    plain = bool(np.all(np.isfinite(b)) and np.all(np.isfinite(m)) and b.min(initial=0) >= 0
+                 and m.min(initial=0) >= 0)
 
-
-def _fit_rows(rows: _RowSet, norm_guess: np.ndarray, opts: TSOptions) -> dict:
-    n = rows.n
-    norm_min, norm_max, norm_min_total = rows.norm_bounds()
-    trivial = (rows.counts_sum() <= 0) | (rows.s_model <= 0)
-    norm = norm_min_total.copy()
-    niter = np.zeros(n)
-    success = np.ones(n, dtype=bool)
-    stat_null = rows.stat_null()
-
-    fit = ~trivial
-    if opts.threshold is not None:
-        guess = np.where(np.isfinite(norm_guess), norm_guess, 1.0)
-        ts_guess = stat_null - rows.cash(guess)
-        default = ~(ts_guess > opts.threshold)
-        fit &= ~default
-        norm = np.where(default, guess, norm)
-    idx = np.nonzero(fit)[0]
-    if idx.size:
-        x_all = np.zeros(n)
-
-        def f(x, sub):
-            gidx = idx[sub]
-            x_all[gidx] = x
-            return rows.dstat_at(x_all, gidx)
-
-        root, it, conv, ok = brentq_vectorized(f, norm_min[idx], norm_max[idx], rtol=opts.rtol,
-                                               maxiter=opts.max_niter)
-        good = ok & conv
-        norm[idx] = np.where(good, np.maximum(root, norm_min_total[idx]), norm_min_total[idx])
-        niter[idx] = np.where(good, it, opts.max_niter)
-        success[idx] = good
-
-    with np.errstate(invalid="ignore", divide="ignore"):
-        norm_err = np.sqrt(1 / rows.d2stat(norm)) * opts.n_sigma
-    npred, first = rows.npred_sums(norm)
-    stat = rows.cash(norm, first=first)
-    out = {"ts": stat_null - stat, "norm": norm, "niter": niter, "norm_err": norm_err, "stat": stat,
-           "stat_null": stat_null, "success": success}
-    if opts.ul:
-        out["norm_ul"] = norm + _confidence(rows, norm, norm_err, stat, opts.n_sigma_ul, True, opts)
-    if opts.errn_errp:
-        out["norm_errn"] = _confidence(rows, norm, norm_err, stat, opts.n_sigma, False, opts)
-        out["norm_errp"] = _confidence(rows, norm, norm_err, stat, opts.n_sigma, True, opts)
-    out["npred"] = npred
-    out["npred_excess"] = npred - rows.s_b
-    return out
-
+    px = PixelSet(pos.sum(axis=1), c.ravel()[sel], b.ravel()[sel], m.ravel()[sel], b.sum(axis=1),
+                  np.where(mpos, m, 0.0).sum(axis=1), np.minimum(sn, SN_CAP), plain, lambda idx: (b[idx], m[idx]))
+    return fit_pixels(px, np.asarray(norm_guess, dtype=float), opts)
 
 # --- tiles ------------------------------------------------------------------------------------------
 def _windows(array: np.ndarray, shape: tuple, iy: np.ndarray, ix: np.ndarray) -> np.ndarray:
@@ -394,65 +84,175 @@ def _window_take(array: np.ndarray, index: np.ndarray, shape: tuple) -> np.ndarr
     return np.take(np.ascontiguousarray(array).ravel(), index).reshape((index.shape[0], -1) + tuple(shape))
 
 
-CHUNK = 256  # pixels with packed arrays of one length
 JOBS_PER_CPU = 1  # default jobs per CPU of a parallel backend, of about equal cost (2 per CPU: 7% slower on
                   # the 100x100 seed map on 2 Ray workers, from the extra tasks)
-BLOCK = 2048  # pixels fitted together (one root finding), in chunks
+BLOCK = 16384  # pixels fitted together (one root finding)
 
 
 def ts_tile(shared: dict, job: tuple) -> dict:
     """Fit the pixels of one tile: ``job = (group, iy, ix)`` (pixel indices in the estimation grid).
 
-    The pixels are ordered by the number of counted bins in their kernel window and fitted in blocks,
-    each made of chunks whose packed arrays are as long as the chunk's longest column (sums do not
-    depend on the chunking: every pixel's result depends on that pixel alone)."""
+    The pixels are ordered by the number of counted bins in their kernel window (packed chunks of
+    about equal width) and fitted in blocks; every pixel's result depends on that pixel alone."""
     g, iy, ix = job
     grp = shared["groups"][g]
     order = np.argsort(grp["n_positive"][iy, ix], kind="stable")
     out: dict = {}
     for start in range(0, len(order), BLOCK):
         sel = order[start:start + BLOCK]
-        parts = [_chunk_rows(grp, iy[sel[i:i + CHUNK]], ix[sel[i:i + CHUNK]]) for i in range(0, len(sel), CHUNK)]
+        px = tile_pixels(grp, iy[sel], ix[sel])
         guess = grp["norm_guess"][iy[sel], ix[sel]] if grp["norm_guess"] is not None else np.ones(len(sel))
-        res = _fit_rows(_RowSet(parts), guess, shared["options"])
+        res = fit_pixels(px, guess, shared["options"])
         for name, values in res.items():
             if name not in out:
-                out[name] = np.empty(len(iy), dtype=values.dtype)
+                out[name] = np.empty((len(iy),) + values.shape[1:], dtype=values.dtype)
             out[name][sel] = values
     return out
 
 
-def _chunk_rows(grp: dict, iy: np.ndarray, ix: np.ndarray) -> _Rows:
+def tile_pixels(grp: dict, iy: np.ndarray, ix: np.ndarray) -> PixelSet:
+    """The `PixelSet` of the pixels ``(iy, ix)``: their windows' counted bins, found as runs of the
+    row-major list of counted bins (one run per window row: ``pos_cs`` counts the bins before every
+    position), and the full-window sums precomputed for the whole map."""
+    planes, ny_pad, nx_pad = grp["counts"].shape
+    ky, kx = grp["kernel"].shape[-2:]
+    cs = grp["pos_cs"]
+    rows = (np.arange(planes)[:, None] * ny_pad + np.arange(ky)[None, :]).ravel()  # window rows (plane, dy)
+    origin = iy * nx_pad + ix  # window corner in the padded plane
+    row_start = (iy[:, None] + rows[None, :]) * nx_pad + ix[:, None]
+    start = cs[row_start]
+    length = cs[row_start + kx] - start
+    n_entries = length.sum(axis=1)
+    lf = length.ravel()
+    total = int(lf.sum())
+    seg_first = np.cumsum(lf) - lf
+    gidx = np.repeat(start.ravel() - seg_first, lf) + np.arange(total)  # index in the counted-bin list
+    d = grp["pos_flat"][gidx] - np.repeat(origin, n_entries)  # offset in the window, padded-cube units
+    if grp["model_table"] is not None:
+        m = grp["model_table"][d] * grp["pos_expo"][gidx]  # kernel value at the offset x exposure
+    else:
+        m = _weighted_model(grp, d, gidx)
+    px = PixelSet(n_entries, grp["pos_counts"][gidx], grp["pos_background"][gidx], m,
+                  grp["s_b"][iy, ix], grp["s_model"][iy, ix], grp["sn_total"][iy, ix], grp["plain"],
+                  lambda idx: full_rows(grp, iy[idx], ix[idx]), s_clogb=grp["s_clogb"][iy, ix])
+    return px
+
+
+def _weighted_model(grp: dict, d: np.ndarray, gidx: np.ndarray) -> np.ndarray:
+    """Model of counted bins with a mask-weighted kernel (masks differing between the summed energy
+    bins): ``sum_e k_e w_e / sum_e w_e`` at the bin (0 where not finite) x exposure."""
+    kernel = grp["kernel"]
+    j = grp["offset_index"][d]  # flat kernel index of the window offset
+    q = grp["pos_flat"][gidx]
+    w = grp["weights"].reshape(kernel.shape[0], -1)
+    num = np.zeros(d.size)
+    den = np.zeros(d.size)
+    for e in range(kernel.shape[0]):
+        we = w[e][q]
+        num = num + kernel[e].ravel()[j] * we
+        den = den + we
+    with np.errstate(invalid="ignore", divide="ignore"):
+        kw = num / den
+    kw[~np.isfinite(kw)] = 0
+    return kw * grp["pos_expo"][gidx]
+
+
+def full_rows(grp: dict, iy: np.ndarray, ix: np.ndarray) -> tuple:
+    """Background and model of the full kernel windows of pixels ``(iy, ix)``, ``(npix, L)`` each."""
     kernel = grp["kernel"]  # (n_e, ky, kx)
     shape = kernel.shape[-2:]
     npix = len(iy)
-    index = _window_index(grp["counts"].shape, shape, iy, ix)  # counts, background, exposure: same planes
-    counts = _window_take(grp["counts"], index, shape).reshape(npix, -1)
+    index = _window_index(grp["counts"].shape, shape, iy, ix)
     background = _window_take(grp["background"], index, shape).reshape(npix, -1)
+    if grp["model_kernel"] is not None:
+        # the kernel factor by window offset x the exposure (masked where the mask is off): the same
+        # products as the packed counted bins'
+        model = (grp["model_kernel"][None] * _window_take(grp["expo_model"], index, shape)).reshape(npix, -1)
+        return background, model
     exposure = _window_take(grp["exposure"], index, shape)
-    if grp["weights"] is not None and grp["uniform_weights"]:
-        # same mask in all energy bins: the weighted mean kernel is the plain mean where the mask is set
-        # (the same floating-point operations as the general branch below for 0/1 weights)
-        w0 = _window_take(grp["weights"], index[:, :shape[0] * shape[1]], shape)[:, 0]
-        ksum = np.zeros(shape)
-        for e in range(kernel.shape[0]):
-            ksum = ksum + kernel[e]
-        kw = np.where(w0 > 0, ksum / kernel.shape[0], 0.0)
-        model = (kw[:, None] * exposure).reshape(npix, -1)
-    elif grp["weights"] is not None:
-        w = _windows(grp["weights"], shape, iy, ix)  # (npix, n_e, ky, kx)
-        num = np.zeros((npix,) + shape)
-        den = np.zeros((npix,) + shape)
-        for e in range(kernel.shape[0]):
-            num = num + kernel[e] * w[:, e]
-            den = den + w[:, e]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            kw = num / den
-        kw[~np.isfinite(kw)] = 0
-        model = (kw[:, None] * exposure).reshape(npix, -1)
-    else:
-        model = (kernel[None] * exposure).reshape(npix, -1)
-    return _Rows(counts, background, model, grp["width"])
+    w = _windows(grp["weights"], shape, iy, ix)  # (npix, n_e, ky, kx)
+    num = np.zeros((npix,) + shape)
+    den = np.zeros((npix,) + shape)
+    for e in range(kernel.shape[0]):
+        num = num + kernel[e] * w[:, e]
+        den = den + w[:, e]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        kw = num / den
+    kw[~np.isfinite(kw)] = 0
+    return background, (kw[:, None] * exposure).reshape(npix, -1)
+
+
+def window_sums(grp: dict, ny: int, nx: int) -> tuple:
+    """``sum(b)``, ``sum(m)`` (``m > 0``), ``min(b / m)`` (``m > 0``, capped at `SN_CAP`) and
+    ``sum_c>0(c log b)`` (the statistic's log term at norm 0, truncated as gammapy's) over the kernel
+    window of every pixel of the ``(ny, nx)`` grid, for the whole map at once (the same sums for every
+    tiling). Sums run over the window offsets in a fixed order."""
+    kernel = grp["kernel"]
+    ky, kx = kernel.shape[-2:]
+    b, c = grp["background"], grp["counts"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logb = np.where(b > TRUNCATION_VALUE, np.log(np.where(b > TRUNCATION_VALUE, b, 1.0)), _LOG_TRUNCATION_SUM)
+    s_b = _box_sum(b, ky, kx, ny, nx)
+    s_clogb = _box_sum(np.where(c > 0, c * logb, 0.0), ky, kx, ny, nx)
+    s_model = np.zeros((ny, nx))
+    sn = np.full((ny, nx), np.inf)
+    tmp = np.empty((ny, nx))
+    fast = grp["model_table"] is not None and grp["plain"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        _model_sums(grp, b, kx, ky, ny, nx, fast, s_model, sn, tmp)
+    return s_b, s_model, np.minimum(sn, SN_CAP), s_clogb
+
+
+def _box_sum(a: np.ndarray, ky: int, kx: int, ny: int, nx: int) -> np.ndarray:
+    """Sum of a padded ``(planes, NY, NX)`` array over the ``(ky, kx)`` window of every pixel (rows then
+    columns, in order)."""
+    out = np.zeros((ny, nx))
+    for p in range(a.shape[0]):
+        rows = np.zeros((a.shape[1], nx))
+        for dx in range(kx):
+            rows += a[p, :, dx:dx + nx]
+        for dy in range(ky):
+            out += rows[dy:dy + ny]
+    return out
+
+
+def _model_sums(grp, b, kx, ky, ny, nx, fast, s_model, sn, tmp) -> None:
+    """Add ``sum(m)`` and take ``min(b / m)`` (``m > 0``) over the window offsets into ``s_model``, ``sn``."""
+    for p in range(b.shape[0]):
+        if fast:
+            kplane = grp["model_kernel"][p]
+            expo = grp["expo_model"][p]
+            ratio = b[p] / expo  # b / (k e) = (b / e) / k; where e = 0: inf or nan, which fmin skips
+            for dy in range(ky):
+                # sum_dx k[dy, dx] e[y + dy, x + dx] for all pixels (einsum's own loop, no BLAS)
+                s_model += np.einsum("yxj,j->yx", sliding_window_view(expo[dy:dy + ny], kx, axis=1), kplane[dy])
+                for dx in range(kx):
+                    if kplane[dy, dx] > 0:
+                        np.multiply(ratio[dy:dy + ny, dx:dx + nx], 1 / kplane[dy, dx], out=tmp)
+                        np.fmin(sn, tmp, out=sn)
+            continue
+        for dy in range(ky):
+            for dx in range(kx):
+                mp = _model_plane(grp, p, dy, dx)[dy:dy + ny, dx:dx + nx]
+                pos = mp > 0
+                s_model += np.where(pos, mp, 0.0)
+                np.fmin(sn, np.where(pos, b[p, dy:dy + ny, dx:dx + nx] / np.where(pos, mp, 1.0), np.inf), out=sn)
+
+
+def _model_plane(grp: dict, p: int, dy: int, dx: int) -> np.ndarray:
+    """Model of window offset ``(p, dy, dx)`` at every padded position (the general, slow path)."""
+    kernel, w, e = grp["kernel"], grp["weights"], grp["exposure"]
+    if w is None:
+        return kernel[p, dy, dx] * e[p]
+    num = np.zeros(e.shape[1:])
+    den = np.zeros(e.shape[1:])
+    for k in range(kernel.shape[0]):
+        num = num + kernel[k, dy, dx] * w[k]
+        den = den + w[k]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        kw = num / den
+    kw[~np.isfinite(kw)] = 0
+    return kw * e[0]
 
 
 def ts_tile_jobs(mask2d_per_group: list, tile_size: int) -> list:
@@ -522,6 +322,49 @@ def _max_window_count(indicator: np.ndarray, shape: tuple, where: np.ndarray) ->
     return int(max(1, win[where].max())) if np.any(where) else 1, win
 
 
+def _counted_bins(grp: dict, uniform_weights: bool) -> dict:
+    """What the tiles need to find and model the counted (``c > 0``) bins of any window: their flat
+    indices in the padded cube (row-major), the number of them before every position (``pos_cs``),
+    their counts, background and exposure, and the kernel factor of the model by window offset."""
+    counts, kernel, weights = grp["counts"], grp["kernel"], grp["weights"]
+    planes, ny_pad, nx_pad = counts.shape
+    ky, kx = kernel.shape[-2:]
+    pos = counts.ravel() > 0
+    pos_flat = np.flatnonzero(pos)
+    pos_cs = np.concatenate([[0], np.cumsum(pos)])
+    offsets = (np.arange(planes)[:, None, None] * (ny_pad * nx_pad) + np.arange(ky)[None, :, None] * nx_pad
+               + np.arange(kx)[None, None, :])
+    exposure = grp["exposure"]
+    if weights is None:
+        model_kernel = kernel  # one plane per energy bin
+    elif uniform_weights:
+        # the same mask in all summed bins: the weighted kernel is the mean kernel where the mask is set
+        ksum = np.zeros(kernel.shape[1:])
+        for e in range(kernel.shape[0]):
+            ksum = ksum + kernel[e]
+        model_kernel = (ksum / kernel.shape[0])[None]
+        exposure = np.where(weights[:1] > 0, exposure, 0.0)
+    else:
+        model_kernel = None
+    out = {"pos_flat": pos_flat, "pos_cs": pos_cs, "pos_counts": counts.ravel()[pos_flat],
+           "pos_background": grp["background"].ravel()[pos_flat], "pos_expo": exposure.ravel()[pos_flat],
+           "expo_model": exposure, "model_kernel": model_kernel, "model_table": None, "offset_index": None}
+    if model_kernel is not None:
+        table = np.zeros(counts.size)
+        table[offsets.ravel()] = model_kernel.ravel()
+        out["model_table"] = table
+        kvals = model_kernel
+    else:
+        index = np.zeros(counts.size, dtype=np.int64)
+        index[offsets.ravel()] = np.arange(offsets.size)
+        out["offset_index"] = index
+        kvals = kernel
+    out["plain"] = bool(np.all(np.isfinite(grp["background"])) and grp["background"].min() >= 0
+                        and np.all(np.isfinite(exposure)) and exposure.min() >= 0
+                        and np.all(np.isfinite(kvals)) and kvals.min() >= 0)
+    return out
+
+
 def _pad(a: np.ndarray, py: int, px: int) -> np.ndarray:
     return np.pad(a, ((0, 0), (py, py), (px, px)))
 
@@ -541,12 +384,18 @@ class TSMapEstimator(MapEstimator):
         interpolate the results back (the kernel is made at the coarse pixel size).
     n_sigma, n_sigma_ul : float
         Sigma of ``norm_err``/asymmetric errors and of the upper limit.
+    n_sigma_sensitivity : float
+        Significance of the flux sensitivity (``"sensitivity"``).
     threshold : float, optional
         Fit only pixels whose TS at the initial flux guess exceeds this value.
     rtol : float
         Relative precision of the norm (Brent stopping criterion).
     selection_optional : list of str or "all", optional
-        Among ``"errn-errp"``, ``"ul"``.
+        Among ``"errn-errp"``, ``"ul"``, ``"stat_scan"`` (likelihood profile at 109 norms per pixel,
+        ``stat_scan`` and ``dnde_scan_values`` maps with a ``dnde_bin`` axis; as gammapy, the scan's
+        ``ts``, ``norm``, ``norm_err``, ``norm_errn``, ``norm_errp``, ``norm_ul`` replace the fitted
+        ones), ``"sensitivity"`` (``norm_sensitivity``: the norm detected at ``n_sigma_sensitivity``
+        in the Asimov dataset).
     energy_edges : `~astropy.units.Quantity`, optional
         Output energy bins (snapped to the dataset's bins); default one bin over the whole axis.
     sum_over_energy_groups : bool
@@ -563,12 +412,17 @@ class TSMapEstimator(MapEstimator):
     """
 
     tag = "TSMapEstimator"
+    _available_selection_optional = ["errn-errp", "ul", "stat_scan", "sensitivity"]
 
     def __init__(self, model: Any = None, kernel_width: Any = None, downsampling_factor: Optional[int] = None,
-                 n_sigma: float = 1, n_sigma_ul: float = 2, threshold: Optional[float] = None, rtol: float = 0.01,
+                 n_sigma: float = 1, n_sigma_ul: float = 2, n_sigma_sensitivity: float = 5, threshold: Optional[float] = None, rtol: float = 0.01,
                  selection_optional: Any = None, energy_edges: Any = None, sum_over_energy_groups: bool = True,
                  max_niter: int = 100, kernel_model: Any = None, backend: Any = None, tile_size: Optional[int] = None):
-        from ...modeling.models import PointSpatialModel, PowerLawSpectralModel, SkyModel
+        from ...modeling.models import (
+            PointSpatialModel,
+            PowerLawSpectralModel,
+            SkyModel,
+        )
 
         if model is not None and kernel_model is not None:
             raise ValueError("give either model or kernel_model (the same argument), not both")
@@ -588,11 +442,13 @@ class TSMapEstimator(MapEstimator):
             raise EstimatorInputError(f"TSMapEstimator: downsampling_factor must be a power of 2, "
                                       f"got {downsampling_factor}")
         self.downsampling_factor = downsampling_factor
-        self._require_positive(n_sigma=n_sigma, n_sigma_ul=n_sigma_ul, rtol=rtol)
+        self._require_positive(n_sigma=n_sigma, n_sigma_ul=n_sigma_ul, n_sigma_sensitivity=n_sigma_sensitivity,
+                               rtol=rtol)
         if int(max_niter) < 1:
             raise EstimatorInputError(f"TSMapEstimator: max_niter must be >= 1, got {max_niter}")
         self.n_sigma = n_sigma
         self.n_sigma_ul = n_sigma_ul
+        self.n_sigma_sensitivity = n_sigma_sensitivity
         self.threshold = threshold
         self.rtol = rtol
         self.selection_optional = selection_optional
@@ -609,17 +465,25 @@ class TSMapEstimator(MapEstimator):
     @property
     def selection_all(self) -> list:
         names = list(_QUANTITIES)
-        if "errn-errp" in self.selection_optional:
-            names += ["norm_errp", "norm_errn"]
-        if "ul" in self.selection_optional:
-            names += ["norm_ul"]
+        if "stat_scan" in self.selection_optional:
+            names += ["dnde_scan_values", "stat_scan", "norm_errp", "norm_errn", "norm_ul"]
+        else:
+            if "errn-errp" in self.selection_optional:
+                names += ["norm_errp", "norm_errn"]
+            if "ul" in self.selection_optional:
+                names += ["norm_ul"]
+        if "sensitivity" in self.selection_optional:
+            names += ["norm_sensitivity"]
         return names
 
     def options(self) -> TSOptions:
         return TSOptions(rtol=float(self.rtol), max_niter=self.max_niter, n_sigma=float(self.n_sigma),
                          n_sigma_ul=float(self.n_sigma_ul),
                          threshold=None if self.threshold is None else float(self.threshold),
-                         ul="ul" in self.selection_optional, errn_errp="errn-errp" in self.selection_optional)
+                         ul="ul" in self.selection_optional, errn_errp="errn-errp" in self.selection_optional,
+                         n_sigma_sensitivity=float(self.n_sigma_sensitivity),
+                         stat_scan="stat_scan" in self.selection_optional,
+                         sensitivity="sensitivity" in self.selection_optional)
 
     # -- kernel ----------------------------------------------------------------------------------
     def _kernel_width_deg(self, dataset, binsz: float) -> float:
@@ -706,25 +570,46 @@ class TSMapEstimator(MapEstimator):
                                 1 if cpus <= 1 else JOBS_PER_CPU * cpus)
 
     def _assemble(self, dataset, info, jobs, results) -> FluxMaps:
+        from ...maps import MapAxis
+
         n_groups = len(info["mask2d"])
         ny, nx = info["mask2d"][0].shape
         names = self.selection_all
-        out = {name: np.full((n_groups, ny, nx), np.nan) for name in names}
+        lead = {name: (N_SCAN,) if name in _SCAN_QUANTITIES else () for name in names}
+        out = {name: np.full((n_groups,) + lead[name] + (ny, nx), np.nan) for name in names}
         for (g, iy, ix), res in zip(jobs, results):
             for name in names:
-                out[name][g, iy, ix] = res[name]
+                if lead[name]:
+                    out[name][g, :, iy, ix] = res[name]
+                else:
+                    out[name][g, iy, ix] = res[name]
         f = info["factor"]
         py, px = info["pad"]
         maps = {}
-        geom = dataset.counts.geom.to_image().to_cube([info["energy_axis"]])
+        energy_axis = info["energy_axis"]
+        geom = dataset.counts.geom.to_image().to_cube([energy_axis])
+        if any(lead.values()):
+            # gammapy's scan maps: axes (dnde_bin, energy), the 109 sparse norms as dnde at the bin centres
+            scan_axis = MapAxis(np.arange(N_SCAN), interp="lin", node_type="center", name="dnde_bin")
+            geom_scan = dataset.counts.geom.to_image().to_cube([scan_axis, energy_axis])
+            dnde_ref = self.kernel_model.spectral_model(energy_axis.center)
         for name in names:
             data = out[name]
+            shape = data.shape
+            data = data.reshape((-1,) + shape[-2:])
             if f > 1:
                 data = _upsample(data, f, order=0 if name in ("niter", "success") else 1)
             data = data[:, py:data.shape[1] - py, px:data.shape[2] - px]
+            data = data.reshape(shape[:-2] + data.shape[-2:])
             if name == "success":
                 data = np.where(np.isnan(data), True, data).astype(bool)
-            maps[name] = Map.from_geom(geom, data=data, unit="")
+            if name == "dnde_scan_values":
+                maps[name] = Map.from_geom(geom_scan, data=data * dnde_ref.value[:, None, None, None],
+                                           unit=dnde_ref.unit)
+            elif lead[name]:
+                maps[name] = Map.from_geom(geom_scan, data=data, unit="")
+            else:
+                maps[name] = Map.from_geom(geom, data=data, unit="")
         meta = {"n_sigma": self.n_sigma, "n_sigma_ul": self.n_sigma_ul, "sed_type_init": "likelihood"}
         return FluxMaps(maps, reference_model=self.kernel_model, meta=meta, gti=dataset.gti)
 
@@ -789,11 +674,12 @@ def prepare_ts_inputs(est: TSMapEstimator, dataset: Any) -> tuple[dict, dict]:
         m2 = m.any(axis=0) & (b.sum(axis=0) > 0)
         mask2d.append(m2)
         c_pad = _pad(c, hy, hx)
-        width, n_positive = _max_window_count(c_pad > 0, (ky, kx), m2)
-        shared_groups.append({"counts": c_pad, "background": _pad(b, hy, hx),
-                              "exposure": _pad(e, hy, hx), "kernel": k, "weights": weights,
-                              "uniform_weights": bool(np.all(m == m[:1])), "norm_guess": norm_guess,
-                              "width": width, "n_positive": n_positive})
+        _, n_positive = _max_window_count(c_pad > 0, (ky, kx), m2)
+        grp = {"counts": c_pad, "background": _pad(b, hy, hx), "exposure": _pad(e, hy, hx), "kernel": k,
+               "weights": weights, "norm_guess": norm_guess, "n_positive": n_positive}
+        grp.update(_counted_bins(grp, uniform_weights=bool(np.all(m == m[:1]))))
+        grp["s_b"], grp["s_model"], grp["sn_total"], grp["s_clogb"] = window_sums(grp, *m2.shape)
+        shared_groups.append(grp)
     if not any(np.any(m2) for m2 in mask2d):
         raise EstimatorInputError("TSMapEstimator: no pixel to fit: the background is zero everywhere inside "
                                   "the mask (check the dataset's background model and masks)")
