@@ -198,8 +198,8 @@ def test_config_accepts_and_checks_the_sensitivity_options():
         with pytest.raises(ConfigError, match=f"excess_map.parameters.{key}") as err:
             AnalysisConfig.from_dict(dict(_base_config(), excess_map={"parameters": p}))
         assert "\n" not in str(err.value)
-    with pytest.raises(ConfigError, match="ts_map.selection_optional"):  # the TS map has no sensitivity
-        AnalysisConfig.from_dict(dict(_base_config(), ts_map={"selection_optional": ["sensitivity"]}))
+    with pytest.raises(ConfigError, match="ts_map.selection_optional"):  # an excess-map-only option
+        AnalysisConfig.from_dict(dict(_base_config(), ts_map={"selection_optional": ["alpha"]}))
 
 
 def test_config_parameters_are_gammapy_estimator_arguments():
