@@ -176,11 +176,12 @@ class TreeSampler(threading.Thread):
                     key = (proc.pid, proc.create_time())
                     cpu = proc.cpu_times()
                     entry = self.procs.get(key)
-                    if entry is None or entry["kind"] not in ("reducers", "cli"):
+                    cmdline = proc.cmdline() if entry is None or entry["kind"] not in ("reducers", "cli") else []
+                    if cmdline:
                         # a pooled Ray worker changes its title when it becomes an actor: re-read
-                        kind = _kind(proc.cmdline(), proc.pid, self.root_pid)
-                    else:
-                        kind = entry["kind"]
+                        kind = _kind(cmdline, proc.pid, self.root_pid)
+                    else:  # known already, or exiting (a zombie has no command line): keep its kind
+                        kind = entry["kind"] if entry is not None else _kind(cmdline, proc.pid, self.root_pid)
             except self.psutil.Error:
                 continue
             ppid = proc.ppid() if entry is None else entry["ppid"]
