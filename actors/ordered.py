@@ -58,6 +58,9 @@ class OrderedReducer:
         ``checkpoint_every`` acknowledgements, and restored from there on construction.
     checkpoint_every : int
         Acknowledgements between checkpoints.
+    checkpoint_last : bool
+        Also checkpoint when the last key is folded (a resumable run's record that everything is
+        in); off when nobody reads the checkpoint after the run (it is on the result's critical path).
     config_hash : str, optional
         Content hash of the run configuration (``gamma_ray_dist.checkpoint_hash``); required with
         ``checkpoint_path``. Written into every checkpoint; a checkpoint written for another hash is
@@ -80,16 +83,18 @@ class OrderedReducer:
         checkpoint_path: str | os.PathLike | None = None,
         checkpoint_every: int = 8,
         config_hash: str | None = None,
+        checkpoint_last: bool = True,
     ) -> None:
         try:
-            self._configure(keys, make_accumulator, mode, checkpoint_path, checkpoint_every, config_hash)
+            self._configure(keys, make_accumulator, mode, checkpoint_path, checkpoint_every, config_hash,
+                            checkpoint_last)
         except CheckpointRefused:
             if not _in_actor():
                 raise
             # kept in self._refused: every call raises it
 
     def _configure(self, keys, make_accumulator, mode, checkpoint_path, checkpoint_every,
-                   config_hash=None) -> None:
+                   config_hash=None, checkpoint_last=True) -> None:
         self._refused: CheckpointRefused | None = None
         if mode not in ("add", "merge"):
             raise ValueError(f"mode must be 'add' or 'merge', got {mode!r}")
@@ -104,6 +109,7 @@ class OrderedReducer:
             raise ValueError("checkpoint_path needs the run's config_hash (gamma_ray_dist.checkpoint_hash)")
         self._config_hash = config_hash
         self._every = max(1, int(checkpoint_every))
+        self._checkpoint_last = bool(checkpoint_last)
         # No factory: a blank reducer (an idle pooled actor) that holds nothing until `reset`.
         self._acc: Accumulator | None = None if make_accumulator is None else make_accumulator()
         self._next = 0  # index in _keys of the next key to fold
@@ -130,6 +136,7 @@ class OrderedReducer:
         checkpoint_path: str | os.PathLike | None = None,
         checkpoint_every: int = 8,
         config_hash: str | None = None,
+        checkpoint_last: bool = True,
     ) -> Reply:
         """Start over for new keys, as if freshly constructed (a new incarnation).
 
@@ -140,7 +147,8 @@ class OrderedReducer:
         """
         if make_accumulator is None:
             raise ValueError("reset needs an accumulator factory")
-        self._configure(keys, make_accumulator, mode, checkpoint_path, checkpoint_every, config_hash)
+        self._configure(keys, make_accumulator, mode, checkpoint_path, checkpoint_every, config_hash,
+                        checkpoint_last)
         return self._reply()
 
     def clear(self) -> bool:
@@ -237,8 +245,9 @@ class OrderedReducer:
                 self._n_added += 1
             self._next += 1
         self._since_checkpoint += self._next - n_before
-        if self._path is not None and (
-            self._since_checkpoint >= self._every or (self._next == len(self._keys) and self._since_checkpoint)
+        at_end = self._next == len(self._keys)
+        if self._path is not None and self._since_checkpoint and (
+            self._checkpoint_last if at_end else self._since_checkpoint >= self._every
         ):
             self._write_checkpoint()
 

@@ -88,7 +88,7 @@ OBS_SECONDS: dict[int, float] = {}
 
 #: observations folded by one Ray task into one state (``--block-size``, ``ray.block_size``); part of
 #: the result's definition, so every mode here (and the ceiling's processes) uses the same value
-BLOCK_SIZE = 8
+BLOCK_SIZE: int | None = None  # None: automatic (`blocks.resolve_block_size`), as a user's run
 
 
 def ours(cases: list, backend, max_in_flight: int | None = None, label: str = "") -> tuple[float, list]:
@@ -330,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-profiles", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--block-size", type=int, default=BLOCK_SIZE,
-                        help="observations folded by one Ray task (ray.block_size; every mode uses it)")
+                        help="observations folded by one Ray task (ray.block_size; every mode uses it; "
+                             "default: automatic, as a user's run)")
     parser.add_argument("--ray-niceness", type=int, default=0,
                         help="niceness of the Ray worker processes (Ray's default is 15, which starves them "
                              "on a shared machine; 0 = the priority of the serial runs)")
@@ -425,7 +426,7 @@ def _compare(args, names: list[str], cases: list, n_obs: int, load_start: str, t
 
     base = rows["ours Ray 2 workers, warm (median)"]
     print(f"\n{n_obs} observations, {len(cases)} targets, {ray_backend.cpus} Ray CPUs, "
-          f"block_size {BLOCK_SIZE}; Ray start (untimed below) {t_ray:.1f} s; load average at start {load_start}, "
+          f"block_size {BLOCK_SIZE or 'auto'}; Ray start (untimed below) {t_ray:.1f} s; load average at start {load_start}, "
           f"at end {_load()}; {args.repeats} warm repeats")
     print(f"{'mode':<56} {'time s':>8} {'ms/obs':>7} {'vs ours 2w warm':>15}")
     for mode, t in rows.items():

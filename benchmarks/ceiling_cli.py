@@ -40,7 +40,7 @@ def _fold(job: tuple[int, tuple[int, ...]]) -> tuple[int, list, Any]:
 def _make_backend_class():
     from actors.ordered import OrderedReducer
     from gamma_ray_dist.distributed.backend import SerialBackend, _SerialTree
-    from gamma_ray_dist.distributed.blocks import ReductionPlan, sorted_unique
+    from gamma_ray_dist.distributed.blocks import ReductionPlan, resolve_block_size, sorted_unique
     from gamma_ray_dist.distributed.report import RunReport, RunResult
 
     class TwoProcessBackend(SerialBackend):
@@ -60,7 +60,8 @@ def _make_backend_class():
             t0 = time.perf_counter()
             ids, dups = sorted_unique(obs_ids)
             plan = ReductionPlan.create(ids, s.block_size, s.merge_fan_in)
-            report = RunReport(s.run_id or "two-process", "two-process", s.block_size, len(plan.blocks),
+            report = RunReport(s.run_id or "two-process", "two-process", resolve_block_size(s.block_size, len(ids)),
+                               len(plan.blocks),
                                s.merge_fan_in, duplicate_obs_ids=dups, n_reducers=plan.n_reducers)
             states: list = [None] * len(plan.blocks)
             ctx = mp.get_context("spawn")

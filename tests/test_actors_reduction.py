@@ -118,6 +118,19 @@ def test_checkpoint_is_atomic_and_restores_on_a_new_incarnation(tmp_path):
     np.testing.assert_array_equal(state["values"], expected)
 
 
+@pytest.mark.parametrize("last", [True, False])
+def test_the_last_checkpoint_is_written_only_when_asked(tmp_path, last):
+    """A run whose checkpoints nobody reads afterwards skips the one after the last key (it would
+    delay the result); the periodic ones are written either way."""
+    path = tmp_path / "root.pkl"
+    red = OrderedReducer(IDS[:5], make_accumulator, checkpoint_path=path, checkpoint_every=2, config_hash=HASH,
+                         checkpoint_last=last)
+    replies = [red.add(o, make_partial(o)) for o in IDS[:5]]
+    assert [r.n_durable for r in replies] == [0, 2, 2, 4, 5 if last else 4]
+    _, state = red.finalize()
+    np.testing.assert_array_equal(state["values"], serial_sum(IDS[:5]))
+
+
 def test_checkpoint_for_other_keys_is_ignored(tmp_path):
     path = tmp_path / "c.pkl"
     _fold(IDS[:2], keys=IDS[:2], checkpoint_path=path, checkpoint_every=1, config_hash=HASH)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from gamma_ray_dist.distributed import ExecutionSettings, RayBackend, ReductionPlan, SerialBackend
-from gamma_ray_dist.distributed.blocks import fold_block, fold_head
+from gamma_ray_dist.distributed.blocks import fold_block, fold_head, resolve_block_size
 from gamma_ray_dist.errors import ConfigError, ObservationError
 
 from .faults import FaultyTask
@@ -57,6 +57,13 @@ def test_plan_depends_only_on_the_ids_and_the_settings():
     assert ReductionPlan.create(IDS, 5, 256).groups == () and ReductionPlan.create(IDS, 12, 2).n_reducers == 0
     with pytest.raises(ValueError, match="merge_fan_in"):
         ReductionPlan.create(IDS, 4, 1)
+
+
+def test_automatic_block_size_makes_small_runs_parallel_and_caps_large_blocks():
+    assert [resolve_block_size(None, n) for n in (1, 3, 4, 5, 15, 21, 32, 33, 10_000)] == [1, 1, 1, 2, 4, 6, 8, 8, 8]
+    assert resolve_block_size(3, 10_000) == 3  # a given size is kept
+    assert ReductionPlan.create(IDS[:4], None, 256).blocks == tuple((o,) for o in IDS[:4])  # the seed: 4 tasks
+    assert ReductionPlan.create(IDS * 2, None, 256) == ReductionPlan.create(IDS, 3, 256)  # unique ids count
 
 
 def test_block_size_and_tree_change_the_bits_so_equality_means_something(serial, serial_state):

@@ -729,9 +729,10 @@ class RayConfig(_Section):
         CPUs for a local Ray (None = all of this machine).
     max_in_flight : int or None
         Bound on reduction tasks in flight; None = 2 x cluster CPUs.
-    block_size : int
-        Observations one task folds, in obs id order, into one state (>= 1). Part of the result's
-        definition (the summation order): the same value gives the same bits on any backend.
+    block_size : int or None
+        Observations one task folds, in obs id order, into one state (>= 1); None (default) = chosen
+        from the number of observations: at least 4 blocks, at most 8 observations each. Part of the
+        result's definition (the summation order): the same value gives the same bits on any backend.
     merge_fan_in : int
         Block states merged by one reducer below the root (>= 2); also part of the result's definition.
     strict : bool
@@ -743,7 +744,7 @@ class RayConfig(_Section):
     address: str | None = _field("str")
     num_cpus: int | None = _field("int", min=1)
     max_in_flight: int | None = _field("int", min=1)
-    block_size: int = _field("int", 8, required=True, min=1)
+    block_size: int | None = _field("int", min=1)
     merge_fan_in: int = _field("int", 256, required=True, min=2)
     strict: bool = _field("bool", False)
     connect_timeout: float = _field("float", 10.0, required=True, min=0.001)

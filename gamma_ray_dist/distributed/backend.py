@@ -25,7 +25,7 @@ from typing import Any, Callable, Hashable, Iterable, Mapping, Protocol, Sequenc
 from actors.protocols import AccumulatorFactory, TaskFn
 
 from .blocks import (GroupedPlan, ReductionPlan, final_state, fold_block, fold_head, merge_group, record_block,
-                     sorted_unique)
+                     resolve_block_size, sorted_unique)
 from .progress import make_progress
 from .report import RunReport, RunResult
 from .settings import ExecutionSettings
@@ -134,7 +134,8 @@ class SerialBackend(_BackendBase):
         t_start = time.perf_counter()
         ids, dups = sorted_unique(obs_ids)
         plan = ReductionPlan.create(ids, s.block_size, s.merge_fan_in)
-        report = RunReport(s.run_id or "serial", "serial", s.block_size, len(plan.blocks), s.merge_fan_in,
+        report = RunReport(s.run_id or "serial", "serial", resolve_block_size(s.block_size, len(ids)),
+                           len(plan.blocks), s.merge_fan_in,
                            duplicate_obs_ids=dups, n_reducers=plan.n_reducers)
         resumed = run_dir.plan_resume(plan) if run_dir is not None else None
         tree = _SerialTree(plan, make_accumulator, OrderedReducer, run_dir, resumed)

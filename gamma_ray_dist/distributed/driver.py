@@ -37,7 +37,8 @@ from actors.reduction import ReductionActor
 from actors.refs import Failed, get_each, wait_ready
 
 from .progress import make_progress
-from .blocks import ReductionPlan, failure_status, final_state, fold_block, record_block, sorted_unique
+from .blocks import (ReductionPlan, failure_status, final_state, fold_block, record_block, resolve_block_size,
+                     sorted_unique)
 from .links import ReducerLink, ReducerPool
 from .report import RunReport, RunResult
 from .tasks import remote_function
@@ -124,6 +125,7 @@ class RayReduction:
         self.t_start, self.wall_start = time.perf_counter(), time.time()
         ids, dups = sorted_unique(obs_ids)
         self.ids = ids
+        block_size = resolve_block_size(block_size, len(ids))  # None: from the number of observations
         self.plan = ReductionPlan.create(ids, block_size, merge_fan_in)
         self.task_fn, self.shared, self.make_accumulator = task_fn, shared, make_accumulator
         self.strict, self.max_retries = bool(strict), int(max_retries)
@@ -181,8 +183,9 @@ class RayReduction:
         path = None
         if self.ckpt_root is not None:
             path = self.ckpt_root / f"{tag}.pkl"
+        # the last checkpoint matters only to a run that can be resumed (ours are removed at the end)
         return {"checkpoint_path": path, "checkpoint_every": self.root_every if is_root else self.checkpoint_every,
-                "config_hash": self.config_hash if path is not None else None}
+                "config_hash": self.config_hash if path is not None else None, "checkpoint_last": not self.own_tmp}
 
     def _spawn(self, tag: str, generation: int, keys: tuple) -> Any:
         if self.pool is not None:

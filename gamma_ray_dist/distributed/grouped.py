@@ -61,7 +61,7 @@ class GroupedRayReduction:
 
     def __init__(self, obs_ids: Iterable[int], task_fn: TaskFn, shared: Any, make_accumulator: AccumulatorFactory,
                  groups: Mapping[int, Hashable], *, on_group: Callable[[Hashable, Any], Any] | None = None,
-                 block_size: int, merge_fan_in: int, max_in_flight: int, strict: bool = False,
+                 block_size: int | None, merge_fan_in: int, max_in_flight: int, strict: bool = False,
                  max_retries: int = 2, run_id: str | None = None, progress: Any = True,
                  wait_timeout: float = 1.0) -> None:
         self.t_start = time.perf_counter()
@@ -76,7 +76,7 @@ class GroupedRayReduction:
         self.window = 2 * self.max_in_flight
         self.wait_timeout = float(wait_timeout)
         self.run_id = run_id or f"grd-{uuid.uuid4().hex[:8]}"
-        self.report = RunReport(self.run_id, "ray", int(block_size), len(self.blocks), int(merge_fan_in),
+        self.report = RunReport(self.run_id, "ray", block_size, len(self.blocks), int(merge_fan_in),
                                 self.max_in_flight, duplicate_obs_ids=dups, n_groups=len(self.plan.keys))
         # per group: the block states received so far (None: nothing reduced), by position in the group
         self.pending: dict[int, list[Any]] = {}

@@ -29,7 +29,7 @@ class RunReport:
 
     run_id: str
     backend: Literal["ray", "serial"]
-    block_size: int
+    block_size: int | None  # None: each group's own automatic size (a grouped reduction)
     n_blocks: int
     merge_fan_in: int
     max_in_flight: int = 1

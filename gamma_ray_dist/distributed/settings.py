@@ -22,8 +22,9 @@ __all__ = ["ExecutionSettings", "BACKENDS", "DEFAULT_BLOCK_SIZE", "DEFAULT_MERGE
 BACKENDS = ("auto", "serial", "ray")
 
 #: Observations one task folds into one accumulator state (part of the result's definition: the
-#: float64 summation order is "observations within a block, then blocks in order").
-DEFAULT_BLOCK_SIZE = 8
+#: float64 summation order is "observations within a block, then blocks in order"). None: chosen from
+#: the number of observations (`blocks.resolve_block_size`: at least 4 blocks, at most 8 per block).
+DEFAULT_BLOCK_SIZE: int | None = None
 
 #: Block states merged by one reducer below the root; more blocks than this get a middle level.
 #: Part of the result's definition too (it fixes the tree), never derived from the cluster size.
@@ -49,8 +50,9 @@ class ExecutionSettings:
         CPUs of a local Ray (None = all of this machine).
     max_in_flight : int or None
         Reduction tasks submitted and unfinished at once; None = 2 x cluster CPUs.
-    block_size : int
-        Observations folded by one task, in obs id order, into one state.
+    block_size : int or None
+        Observations folded by one task, in obs id order, into one state; None (default) = chosen
+        from the number of observations (`blocks.resolve_block_size`).
     merge_fan_in : int
         Block states merged per reducer below the root (>= 2).
     strict : bool
@@ -75,7 +77,7 @@ class ExecutionSettings:
     address: str | None = None
     num_cpus: int | None = None
     max_in_flight: int | None = None
-    block_size: int = DEFAULT_BLOCK_SIZE
+    block_size: int | None = DEFAULT_BLOCK_SIZE
     merge_fan_in: int = DEFAULT_MERGE_FAN_IN
     strict: bool = False
     max_retries: int = 2
