@@ -99,7 +99,8 @@ class RayReduction:
     config_hash : str, optional
         Content hash of the run configuration written into the checkpoints; a checkpoint written for
         another one is refused (`actors.checkpoints`). Default: `config_hash.run_config_hash` of the
-        task function, ``shared``, the factory and the plan settings.
+        task function, ``shared``, the factory and the plan settings; a random one for checkpoints in
+        a run-local temporary directory (nothing else can be there).
     run_dir : resume.RunDir, optional
         Makes the run resumable: checkpoints go to ``run_dir.checkpoint_dir`` (kept at the end: the
         run dir's owner removes it), each block's statuses are recorded there before its state is
@@ -160,7 +161,11 @@ class RayReduction:
             self.ckpt_root = Path(tempfile.mkdtemp(prefix=f"{self.run_id}-ckpt-"))
         else:
             self.ckpt_root = None
-        if self.ckpt_root is not None and not config_hash:
+        if self.own_tmp and not config_hash:
+            # a fresh private directory holds this run's checkpoints only: no other run's to refuse,
+            # so a random hash does (hashing the inputs costs ~5 ms per reduction on the driver)
+            config_hash = uuid.uuid4().hex + uuid.uuid4().hex
+        elif self.ckpt_root is not None and not config_hash:
             from .config_hash import run_config_hash
 
             config_hash = run_config_hash(task_fn, shared, make_accumulator, block_size, merge_fan_in)
