@@ -300,8 +300,9 @@ class RayBackend(_BackendBase):
     """A local Ray of our own, or a cluster; reductions as block tasks, jobs as tasks.
 
     Joins a Ray already initialised in this process (and leaves it running at `close`); otherwise
-    connects to ``settings.address`` or starts a private local Ray (``address="local"``: never a
-    stray cluster), without the dashboard unless ``include_dashboard``, and shuts it down at `close`.
+    connects to ``settings.address`` or starts a private local Ray (never a stray cluster) with only
+    the processes a run needs (`local_ray`; the dashboard only with ``include_dashboard``), and shuts
+    it down at `close`.
 
     Head start: when a reduction finds the private local Ray still to be started (``start(defer=True)``,
     as the pipeline does), this process folds the plan's first blocks itself while Ray starts, then

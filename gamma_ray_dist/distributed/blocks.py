@@ -18,8 +18,9 @@ from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
 from actors.protocols import AccumulatorFactory, Partial, TaskFn
 from actors.tree import plan_chunks
 
-__all__ = ["ReductionPlan", "GroupedPlan", "resolve_block_size", "MAX_BLOCK_SIZE", "MIN_BLOCKS", "sorted_unique", "run_one", "fold_block", "fold_head", "final_state",
-           "merge_group", "failure_status", "record_block", "reraise"]
+__all__ = ["ReductionPlan", "GroupedPlan", "resolve_block_size", "MAX_BLOCK_SIZE", "MIN_BLOCKS", "sorted_unique",
+           "run_one", "fold_block", "fold_head", "final_state", "merge_group", "failure_status", "record_block",
+           "reraise"]
 
 
 #: The automatic block size's cap: a block state is a few MB (~10 ms through the object store and a
