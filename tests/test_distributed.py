@@ -60,10 +60,16 @@ def test_plan_depends_only_on_the_ids_and_the_settings():
 
 
 def test_automatic_block_size_makes_small_runs_parallel_and_caps_large_blocks():
-    assert [resolve_block_size(None, n) for n in (1, 3, 4, 5, 15, 21, 32, 33, 10_000)] == [1, 1, 1, 2, 4, 6, 8, 8, 8]
-    assert resolve_block_size(3, 10_000) == 3  # a given size is kept
-    assert ReductionPlan.create(IDS[:4], None, 256).blocks == tuple((o,) for o in IDS[:4])  # the seed: 4 tasks
-    assert ReductionPlan.create(IDS * 2, None, 256) == ReductionPlan.create(IDS, 3, 256)  # unique ids count
+    def sizes(n):
+        return [len(b) for b in ReductionPlan.create(range(n), None, 256).blocks]
+
+    assert sizes(4) == [1, 1, 1, 1]  # the seed's 4 observations: 4 tasks (one task with blocks of 8)
+    assert sizes(5) == [2, 1, 1, 1] and sizes(21) == [6, 5, 5, 5]  # shared out evenly, the larger first
+    assert sizes(32) == [8] * 4 and sizes(33) == [7, 7, 7, 6, 6] and sizes(1001) == [8] * 119 + [7] * 7
+    assert [resolve_block_size(None, n) for n in (1, 5, 21, 33, 10_000)] == [1, 2, 6, 7, 8]  # the largest
+    assert resolve_block_size(3, 10_000) == 3 and sizes(0) == []
+    assert ReductionPlan.create(IDS, 5, 256).blocks == (tuple(IDS[:5]), tuple(IDS[5:10]), tuple(IDS[10:]))
+    assert ReductionPlan.create(IDS * 2, None, 256) == ReductionPlan.create(IDS, None, 256)  # unique ids count
 
 
 def test_block_size_and_tree_change_the_bits_so_equality_means_something(serial, serial_state):

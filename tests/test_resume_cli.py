@@ -168,7 +168,6 @@ def test_another_energy_axis_is_refused_in_one_line_before_any_work(tmp_path, ca
     """An unfinished run left in OUT (opened as the command would, then abandoned) and a run of another
     energy axis into the same OUT: exit code 2, one line naming the run directory and what differs."""
     from gamma_ray_dist.config import AnalysisConfig
-    from gamma_ray_dist.distributed.blocks import resolve_block_size
     from gamma_ray_dist.distributed.resume import RunDir
     from gamma_ray_dist.pipeline.demo import prepare_demo
     from gamma_ray_dist.pipeline.run import reduction_inputs
@@ -178,7 +177,7 @@ def test_another_energy_axis_is_refused_in_one_line_before_any_work(tmp_path, ca
     out = tmp_path / "out"
     shared, make_acc = reduction_inputs(config)
     RunDir.open(out / RUN_DIR_NAME, obs_ids=[1, 2], task_fn=reduce_task, shared=shared, make_accumulator=make_acc,
-                block_size=resolve_block_size(None, 2), merge_fan_in=256, announce=False).close()
+                block_size=None, merge_fan_in=256, announce=False).close()  # the command's (automatic) plan
     other = yaml.safe_load((tmp_path / "sim" / "demo.yaml").read_text())
     other["datasets"]["geom"]["axes"]["energy"]["nbins"] = 5
     (tmp_path / "other.yaml").write_text(yaml.safe_dump(other))

@@ -18,7 +18,7 @@ from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
 from actors.protocols import AccumulatorFactory, Partial, TaskFn
 from actors.tree import plan_chunks
 
-__all__ = ["ReductionPlan", "GroupedPlan", "resolve_block_size", "MAX_BLOCK_SIZE", "MIN_BLOCKS", "sorted_unique",
+__all__ = ["ReductionPlan", "GroupedPlan", "resolve_block_size", "auto_block_count", "MAX_BLOCK_SIZE", "MIN_BLOCKS", "sorted_unique",
            "run_one", "fold_block", "fold_head", "final_state", "merge_group", "failure_status", "record_block",
            "reraise"]
 
@@ -33,13 +33,21 @@ MAX_BLOCK_SIZE = 8
 MIN_BLOCKS = 4
 
 
+def auto_block_count(n_obs: int) -> int:
+    """Blocks of an automatic plan of ``n_obs`` observations: at least `MIN_BLOCKS` (or one per
+    observation), at most `MAX_BLOCK_SIZE` observations each. A function of the number of observations
+    only, never of the workers: the plan, hence the bits, stay the same on any backend."""
+    n = int(n_obs)
+    return max(min(n, MIN_BLOCKS), -(-n // MAX_BLOCK_SIZE))
+
+
 def resolve_block_size(block_size: int | None, n_obs: int) -> int:
-    """The block size of a plan of ``n_obs`` observations: ``block_size``, or when None the automatic one,
-    ``ceil(n_obs / MIN_BLOCKS)`` capped at `MAX_BLOCK_SIZE` (a function of the number of observations
-    only, never of the workers: the plan, hence the bits, stay the same on any backend)."""
+    """The (largest) block size of a plan of ``n_obs`` observations: ``block_size``, or when None the
+    automatic one, ``ceil(n_obs / auto_block_count(n_obs))``."""
     if block_size is not None:
         return int(block_size)
-    return max(1, min(MAX_BLOCK_SIZE, -(-int(n_obs) // MIN_BLOCKS)))
+    n = int(n_obs)
+    return max(1, -(-n // auto_block_count(n))) if n else 1
 
 
 @dataclass(frozen=True)
@@ -59,11 +67,25 @@ class ReductionPlan:
 
     @classmethod
     def create(cls, obs_ids: Iterable[int], block_size: int | None, merge_fan_in: int) -> "ReductionPlan":
-        """The plan for the sorted unique ``obs_ids`` (``block_size`` None: `resolve_block_size`)."""
+        """The plan for the sorted unique ``obs_ids``.
+
+        A given ``block_size`` cuts blocks of exactly that many (the last shorter); None (automatic)
+        shares the observations out evenly over `auto_block_count` blocks (sizes differing by at most
+        one, the larger first): 21 observations give 6, 5, 5, 5, not 6, 6, 6, 3, so that two workers
+        get 11 and 10 observations, not 12 and 9.
+        """
         if int(merge_fan_in) < 2:
             raise ValueError(f"merge_fan_in must be >= 2, got {merge_fan_in}")
         obs_ids = sorted(set(obs_ids))
-        blocks = tuple(plan_chunks(obs_ids, resolve_block_size(block_size, len(obs_ids))))
+        if block_size is None and obs_ids:
+            n_blocks = auto_block_count(len(obs_ids))
+            q, r = divmod(len(obs_ids), n_blocks)
+            edges = [0]
+            for b in range(n_blocks):
+                edges.append(edges[-1] + q + (b < r))
+            blocks = tuple(tuple(obs_ids[lo:hi]) for lo, hi in zip(edges[:-1], edges[1:]))
+        else:
+            blocks = tuple(plan_chunks(obs_ids, resolve_block_size(block_size, len(obs_ids))))
         groups = tuple(plan_chunks(range(len(blocks)), merge_fan_in)) if len(blocks) > merge_fan_in else ()
         return cls(blocks, groups)
 

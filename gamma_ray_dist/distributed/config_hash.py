@@ -20,13 +20,15 @@ from typing import Any
 __all__ = ["run_config_hash"]
 
 
-def run_config_hash(task_fn: Any, shared: Any, make_accumulator: Any, block_size: int, merge_fan_in: int) -> str:
-    """Hex SHA-256 of the run configuration the reducers' checkpoints are written for."""
+def run_config_hash(task_fn: Any, shared: Any, make_accumulator: Any, block_size: int | None,
+                    merge_fan_in: int) -> str:
+    """Hex SHA-256 of the run configuration the reducers' checkpoints are written for (``block_size``
+    None: the automatic plan, which differs from any fixed size)."""
     from ..reduction.spec import digest_update
 
     digest = hashlib.sha256(b"gamma_ray_dist run configuration v2;")
     digest_update({"task_fn": _describe(task_fn), "shared": _describe(shared),
-                "accumulator": _describe(make_accumulator), "block_size": int(block_size),
+                "accumulator": _describe(make_accumulator), "block_size": "auto" if block_size is None else int(block_size),
                 "merge_fan_in": int(merge_fan_in)}, digest)
     return digest.hexdigest()
 

@@ -126,8 +126,7 @@ class RayReduction:
         self.t_start, self.wall_start = time.perf_counter(), time.time()
         ids, dups = sorted_unique(obs_ids)
         self.ids = ids
-        block_size = resolve_block_size(block_size, len(ids))  # None: from the number of observations
-        self.plan = ReductionPlan.create(ids, block_size, merge_fan_in)
+        self.plan = ReductionPlan.create(ids, block_size, merge_fan_in)  # block_size None: automatic
         self.task_fn, self.shared, self.make_accumulator = task_fn, shared, make_accumulator
         self.strict, self.max_retries = bool(strict), int(max_retries)
         self.max_in_flight = max(1, int(max_in_flight))
@@ -138,7 +137,7 @@ class RayReduction:
         self.root_every = max(1, int(root_checkpoint_every))
         self.actor_max_restarts = int(actor_max_restarts)
         self.wait_timeout = float(wait_timeout)
-        self.report = RunReport(self.run_id, "ray", int(block_size), len(self.plan.blocks), int(merge_fan_in),
+        self.report = RunReport(self.run_id, "ray", resolve_block_size(block_size, len(ids)), len(self.plan.blocks), int(merge_fan_in),
                                 self.max_in_flight, duplicate_obs_ids=dups, n_reducers=self.plan.n_reducers)
         # Submission stops while the refs held (sent, not yet durable) plus the tasks in flight reach
         # this: the window and the root's merges between checkpoints; with middle reducers also their

@@ -94,12 +94,15 @@ class ReducerLink:
             self.calls.append(("ping", self.handle.acknowledged.remote(), None))
 
     def maybe_finalize(self) -> None:
+        # Asked as soon as every key is sent, not once every one is acknowledged: calls of one caller
+        # run in order, so the reply comes right after the last merge (one round trip less on the
+        # path to the result); a reply that is not complete (a restart lost keys) leaves state_ref
+        # unset, and the next upkeep asks again after the re-sent keys.
         if (
             self.state_ref is None
             and not self.finalizing
             and not self.suspect
             and len(self.sent) == len(self.keys)
-            and self.n_acked == len(self.keys)
         ):
             meta, state = self.handle.finalize.options(num_returns=2).remote()
             self.calls.append(("finalize", meta, state))

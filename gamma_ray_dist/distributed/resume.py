@@ -106,7 +106,7 @@ def _short(value: Any) -> str:
     return digest.hexdigest()[:16]
 
 
-def describe_components(task_fn: Any, shared: Any, make_accumulator: Any, block_size: int,
+def describe_components(task_fn: Any, shared: Any, make_accumulator: Any, block_size: int | None,
                         merge_fan_in: int) -> dict[str, str]:
     """A short hash per part of a run's configuration (the parts of `run_config_hash`), one level into
     a dict ``shared`` and its dataclass values, so a mismatch can say which part differs."""
@@ -124,7 +124,7 @@ def describe_components(task_fn: Any, shared: Any, make_accumulator: Any, block_
     else:
         parts["task input"] = _short(_describe(shared))
     parts["accumulator"] = _short(_describe(make_accumulator))
-    parts["ray.block_size"] = str(int(block_size))
+    parts["ray.block_size"] = "auto" if block_size is None else str(int(block_size))
     parts["ray.merge_fan_in"] = str(int(merge_fan_in))
     return parts
 
@@ -161,7 +161,7 @@ class RunDir:
     # -- opening -----------------------------------------------------------------------------
     @classmethod
     def open(cls, path: str | os.PathLike, *, obs_ids: Iterable[int], task_fn: Any, shared: Any,
-             make_accumulator: Any, block_size: int, merge_fan_in: int, fresh: bool = False,
+             make_accumulator: Any, block_size: int | None, merge_fan_in: int, fresh: bool = False,
              announce: bool = True) -> "RunDir":
         """Open ``path`` for a run of this configuration: resume what it holds, or start it empty.
 

@@ -256,14 +256,12 @@ def _run(config: AnalysisConfig, options: PipelineOptions, backend) -> PipelineR
 def _open_run_dir(config: AnalysisConfig, options: PipelineOptions, out_dir: Path, obs_ids: list[int], spec,
                   backend):
     """The run directory of this run (before the backend starts: a mismatch fails at once)."""
-    from ..distributed.blocks import resolve_block_size
     from ..distributed.resume import RunDir
 
     shared, make_acc = reduction_inputs(config, spec)
     s = backend.settings
     return RunDir.open(out_dir / RUN_DIR_NAME, obs_ids=obs_ids, task_fn=reduce_task, shared=shared,
-                       make_accumulator=make_acc, block_size=resolve_block_size(s.block_size, len(set(obs_ids))),
-                       merge_fan_in=s.merge_fan_in,
+                       make_accumulator=make_acc, block_size=s.block_size, merge_fan_in=s.merge_fan_in,
                        fresh=options.fresh, announce=logging.getLogger().isEnabledFor(logging.WARNING))
 
 
