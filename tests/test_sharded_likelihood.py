@@ -16,7 +16,7 @@ from gamma_ray_dist.distributed.likelihood import (
     read_datasets_index, shard_bounds,
 )
 from gamma_ray_dist.distributed.likelihood import _unique_names
-from gamma_ray_dist.errors import DataStoreError
+from gamma_ray_dist.errors import DatasetFileError, DataStoreError
 from gamma_ray_dist.modeling import Fit
 from gamma_ray_dist.modeling.models import Models
 
@@ -82,13 +82,14 @@ def test_missing_file_is_one_line_naming_it(index, tmp_path):
 
 
 def test_bad_index_files(tmp_path):
-    with pytest.raises(DataStoreError, match="cannot be read"):
+    with pytest.raises(DatasetFileError, match="cannot read the datasets index") as info:
         read_datasets_index(tmp_path / "nope.yaml")
+    assert "nope.yaml" in str(info.value)
     (tmp_path / "x.yaml").write_text("datasets: [{name: a}]\n")
-    with pytest.raises(DataStoreError, match="entry 0 needs"):
+    with pytest.raises(DatasetFileError, match="entry 0 of the datasets index lacks type, filename"):
         read_datasets_index(tmp_path / "x.yaml")
     (tmp_path / "y.yaml").write_text("datasets: [{name: a, type: SpectrumDatasetOnOff, filename: a.fits}]\n")
-    with pytest.raises(DataStoreError, match="only MapDataset"):
+    with pytest.raises(DatasetFileError, match="MapDataset only"):
         read_datasets_index(tmp_path / "y.yaml")
     with pytest.raises(DataStoreError, match="appears twice"):
         check_entries([DatasetEntry("a", str(tmp_path / "x.yaml")), DatasetEntry("a", str(tmp_path / "y.yaml"))])

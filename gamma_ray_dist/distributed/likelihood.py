@@ -35,7 +35,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import DataStoreError
+from ..errors import DatasetFileError, DataStoreError
 from ..modeling.dataset import Dataset, Datasets
 from ..modeling.models import Models
 
@@ -63,33 +63,24 @@ class DatasetEntry:
 
 
 def read_datasets_index(filename: str | Path) -> list[DatasetEntry]:
-    """Entries of a datasets index YAML (gammapy's ``Datasets.write`` layout).
+    """Entries of a datasets index YAML (gammapy's ``Datasets.write`` layout), read by
+    `modeling.dataset.read_datasets_index`: relative file names are taken relative to the index's
+    directory, and the files are not opened (see `check_entries`).
 
-    ``datasets: [{name, type: MapDataset, filename}, ...]``; relative file names are taken relative
-    to the index's directory. Files are not opened (see `check_entries`).
+    Raises
+    ------
+    DatasetFileError
+        The index cannot be read, lacks a key, or lists a dataset that is not a ``MapDataset``.
     """
-    import yaml
+    from ..modeling.dataset import read_datasets_index as read_index
 
     path = Path(filename).expanduser()
-    try:
-        content = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise DataStoreError(f"datasets index {path}: cannot be read ({exc.strerror or exc})") from None
-    except yaml.YAMLError as exc:
-        raise DataStoreError(f"datasets index {path}: not valid YAML ({exc})") from None
-    items = content.get("datasets") if isinstance(content, dict) else None
-    if not isinstance(items, list):
-        raise DataStoreError(f"datasets index {path}: no 'datasets' list")
     entries = []
-    for i, item in enumerate(items):
-        if not isinstance(item, dict) or "filename" not in item or "name" not in item:
-            raise DataStoreError(f"datasets index {path}: entry {i} needs 'name' and 'filename'")
-        kind = item.get("type", "MapDataset")
-        if kind != "MapDataset":
-            raise DataStoreError(f"datasets index {path}: dataset {item['name']!r} has type {kind!r}; "
-                                 f"only MapDataset is supported")
-        file = Path(str(item["filename"])).expanduser()
-        entries.append(DatasetEntry(str(item["name"]), str(file if file.is_absolute() else path.parent / file)))
+    for item in read_index(path, check_files=False):
+        if item["type"] != "MapDataset":
+            raise DatasetFileError(f"dataset {item['name']!r} has type {item['type']!r}; the sharded fit "
+                                   f"reads MapDataset only", str(path))
+        entries.append(DatasetEntry(str(item["name"]), item["filename"]))
     return entries
 
 

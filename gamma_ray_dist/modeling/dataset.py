@@ -78,11 +78,13 @@ def write_datasets_index(filename: str | os.PathLike, entries: Sequence[dict], o
     return path
 
 
-def read_datasets_index(filename: str | os.PathLike, checksum: bool = False) -> list[dict]:
+def read_datasets_index(filename: str | os.PathLike, checksum: bool = False, check_files: bool = True) -> list[dict]:
     """The entries of a datasets index, each ``filename`` resolved as gammapy resolves it.
 
     A filename is taken relative to the index's directory when the file is there, else as written
-    (absolute, or relative to the working directory).
+    (absolute, or relative to the working directory). With ``check_files=False`` nothing but the
+    index is opened: a relative filename is taken relative to the index's directory, and a missing
+    file is left to whoever opens it (the sharded fit checks its files in one pass first).
 
     Raises
     ------
@@ -112,6 +114,9 @@ def read_datasets_index(filename: str | os.PathLike, checksum: bool = False) -> 
             raise DatasetFileError(f"entry {i} of the datasets index lacks {', '.join(missing)}", str(path))
         given = Path(os.path.expandvars(str(entry["filename"])))
         resolved = path.parent / given
+        if not check_files:
+            entries.append({**entry, "filename": str(resolved)})
+            continue
         if not resolved.exists():
             resolved = given
         if not resolved.exists():
