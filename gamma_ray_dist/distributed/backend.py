@@ -411,6 +411,13 @@ class RayBackend(_BackendBase):
         thread.start()
         try:
             self.start()
+            # Ray is up, its workers are not: start them (and the root reducer) while the head start
+            # goes on, so that the reduction's first tasks find them ready
+            if self.pool is not None:
+                self.pool.prestart(1)
+            from .tasks import warm_workers
+
+            warm_workers(self.cpus, _task_modules(task_fn, shared, make_accumulator))
         finally:
             stop.set()  # the block under way is finished, then the thread returns
             thread.join()
@@ -493,6 +500,14 @@ class RayBackend(_BackendBase):
         from .tasks import map_tasks
 
         return map_tasks(fn, list(jobs), shared, max_in_flight=2 * self.cpus)
+
+
+def _task_modules(task_fn: Any, shared: Any, make_accumulator: Any) -> list[str]:
+    """The modules unpickling a reduction's task inputs imports (the warm-up of `RayBackend`)."""
+    objects = [task_fn, getattr(make_accumulator, "func", make_accumulator)]
+    objects += list(shared.values()) if isinstance(shared, dict) else [shared]
+    names = {getattr(o, "__module__", None) if callable(o) else type(o).__module__ for o in objects}
+    return sorted(n for n in names if n and n != "builtins" and not n.startswith("__"))
 
 
 def choose_backend(settings: ExecutionSettings, n_obs: int, first_seconds: float | None,

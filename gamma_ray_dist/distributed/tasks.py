@@ -1,6 +1,8 @@
 """Independent jobs as Ray tasks, with a shared input put once and deserialised once per worker."""
 from __future__ import annotations
 
+import importlib
+import os
 from collections import OrderedDict
 from typing import Any, Callable, Sequence
 
@@ -8,7 +10,7 @@ import ray
 
 from actors.refs import Failed, get_each
 
-__all__ = ["map_tasks", "remote_function"]
+__all__ = ["map_tasks", "remote_function", "warm_workers"]
 
 #: Remote functions defined in this process, so each is exported to the cluster once, not per call.
 _REMOTE: dict[Callable[..., Any], Any] = {}
@@ -40,6 +42,26 @@ def _shared_value(box: list) -> Any:
     while len(_SHARED) > _SHARED_KEEP:
         _SHARED.popitem(last=False)
     return value
+
+
+def _import_modules(names: list[str]) -> int:
+    """A worker's warm-up: import the modules its tasks will need; returns the worker's pid."""
+    for name in names:
+        importlib.import_module(name)
+    return os.getpid()
+
+
+def warm_workers(n: int, modules: Sequence[str], timeout: float = 30.0) -> None:
+    """Start ``n`` worker processes and import ``modules`` in them, waiting at most ``timeout`` s.
+
+    Ray starts a worker process when a task needs one; its interpreter, Ray and the task's imports
+    then take a second or more before the task runs. Asked while the driver has other work (the
+    head start), that second is not lost. Tasks run concurrently on as many workers as there are
+    free CPUs, but Ray does not promise one task per worker: this is a warm-up, not a guarantee.
+    """
+    refs = [remote_function(_import_modules).remote(list(modules)) for _ in range(max(0, int(n)))]
+    if refs:
+        ray.wait(refs, num_returns=len(refs), timeout=timeout)
 
 
 def _job_task(box: list, fn: Callable[[Any, Any], Any], job: Any) -> Any:
