@@ -417,7 +417,7 @@ class RayBackend(_BackendBase):
                 self.pool.prestart(1)
             from .tasks import warm_workers
 
-            warm_workers(self.cpus, _task_modules(task_fn, shared, make_accumulator))
+            warm_workers(min(self.cpus, len(plan.blocks)), _task_modules(task_fn, shared, make_accumulator))
         finally:
             stop.set()  # the block under way is finished, then the thread returns
             thread.join()
