@@ -15,7 +15,8 @@ import pytest
 from astropy import units as u
 from astropy.io import fits
 
-from tests.test_sky_maps import _bkg_only
+# the seed's background-only datasets, ours and gammapy's (module-scoped fixtures: built again here)
+from tests.test_sky_maps import ours, theirs  # noqa: F401
 
 from gamma_ray_dist.errors import ConfigError
 from gamma_ray_dist.estimators import EstimatorInputError, ExcessMapEstimator, FluxMaps
@@ -26,17 +27,6 @@ ONOFF_KEYS = ("alpha", "acceptance_on", "acceptance_off")
 # floors that both bite on the seed dataset: the 5-sigma excess over the correlated background is 17-25
 # counts, the uncorrelated background per pixel 0.15-0.22 counts (118 x 0.2 = 23.6)
 BOTH_FLOORS = dict(apply_threshold_sensitivity=True, gamma_min_sensitivity=24, bkg_syst_fraction_sensitivity=118)
-
-
-@pytest.fixture(scope="module")
-def ours(reference_dir, seed_reference):
-    return _bkg_only(reference_dir, seed_reference, "gamma_ray_dist")
-
-
-@pytest.fixture(scope="module")
-def theirs(reference_dir, seed_reference):
-    pytest.importorskip("gammapy")
-    return _bkg_only(reference_dir, seed_reference, "gammapy")
 
 
 def _assert_close_maps(gp_map, us_map, rtol):
