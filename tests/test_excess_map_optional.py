@@ -15,12 +15,15 @@ import pytest
 from astropy import units as u
 from astropy.io import fits
 
-# the seed's background-only datasets, ours and gammapy's (module-scoped fixtures: built again here)
-from tests.test_sky_maps import ours, theirs  # noqa: F401
+from tests import test_sky_maps
 
 from gamma_ray_dist.errors import ConfigError
 from gamma_ray_dist.estimators import EstimatorInputError, ExcessMapEstimator, FluxMaps
 from gamma_ray_dist.stats import CashCountsStatistic, apply_threshold_sensitivity
+
+# the seed's background-only datasets, ours and gammapy's: test_sky_maps' module-scoped fixtures (built
+# again for this module)
+ours, theirs = test_sky_maps.ours, test_sky_maps.theirs
 
 SENS_RTOL = 1e-3
 ONOFF_KEYS = ("alpha", "acceptance_on", "acceptance_off")
