@@ -95,7 +95,8 @@ def test_gammapy_defaults_apply():
     assert cfg.datasets.background.method is None
     assert not cfg.fit.fit_range.is_set and not cfg.flux_points.energy.is_set
     assert cfg.flux_points.parameters == {"selection_optional": "all"}
-    assert cfg.ray.block_size is None and cfg.ray.merge_fan_in == 256 and cfg.ray.strict is False and cfg.ray.address is None
+    assert cfg.ray.block_size is None and cfg.ray.merge_fan_in == 256
+    assert cfg.ray.strict is False and cfg.ray.address is None
 
 
 def test_round_trip(crab_dict, tmp_path):

@@ -2,7 +2,8 @@
 
 A local multi-node Ray (`ray.cluster_utils.Cluster`: a head and two worker raylets on this machine)
 runs a reduction whose root reducer is placed on a worker node (a custom resource only the worker nodes
-offer, and soft node affinity to one of them, so Ray may restart it on the other), with its checkpoints in a directory every node reads. Once the root has checkpointed
+offer, and soft node affinity to one of them, so Ray may restart it on the other), with its checkpoints
+in a directory every node reads. Once the root has checkpointed
 some blocks, the worker node holding it is removed (its raylet, workers, object store and the reducer
 die; the test removes whichever worker node the root is on):
 Ray restarts the reducer on a surviving node, it restores its checkpoint, the driver re-sends what it

@@ -605,7 +605,8 @@ class TsMapConfig(_Section):
     2), ``n_sigma`` (1), ``n_sigma_ul`` (2), ``threshold``, ``rtol`` (0.01), ``selection_optional``
     (None, "all" or a list of "errn-errp", "ul", "stat_scan", "sensitivity"), ``energy_edges``
     ``{min, max, nbins}`` (default one bin), ``sum_over_energy_groups`` (true), ``max_niter`` (100). The
-    kernel is a point source with a power law of index 2. The pipeline computes the map when the section is present (`requested`).
+    kernel is a point source with a power law of index 2. The pipeline computes the map when the
+    section is present (`requested`).
     """
 
     kernel_width: u.Quantity | None = _field("angle")

@@ -407,7 +407,6 @@ class RayBackend(_BackendBase):
                 box["error"] = exc
 
         thread = threading.Thread(target=fold, name="grd-head-start", daemon=True)
-        t0 = time.perf_counter()
         thread.start()
         try:
             self.start()
@@ -421,7 +420,6 @@ class RayBackend(_BackendBase):
         finally:
             stop.set()  # the block under way is finished, then the thread returns
             thread.join()
-        self.timings["head_start_wait"] = time.perf_counter() - t0  # Ray start + the last head block
         if "error" in box:
             raise box["error"]
         return box.get("head", {})
@@ -455,16 +453,16 @@ class RayBackend(_BackendBase):
         resumable (see `driver.RayReduction`). With ``groups``: `grouped.GroupedRayReduction` (one state
         per group, as `SerialBackend.reduce`; not resumable).
         """
-        from .driver import DEFAULT_ROOT_CHECKPOINT_EVERY, RayReduction
+        from .driver import DEFAULT_ROOT_CHECKPOINT_EVERY, RayReduction, root_refs_bound
 
         obs_ids = list(obs_ids)
         head: dict[int, tuple[list, Any]] = {}
         if self._deferred and groups is None:
             s = self._run_settings({k: v for k, v in overrides.items()
                                     if k in ExecutionSettings.__dataclass_fields__})
-            # at most what the reduction may hold unsent: its submission window and root checkpoint span
-            limit = 2 * s.max_in_flight_for(self.settings.num_cpus or os.cpu_count() or 1) + overrides.get(
-                "root_checkpoint_every", DEFAULT_ROOT_CHECKPOINT_EVERY)
+            # at most what the reduction may hold before it is durable (the local Ray: num_cpus, else all)
+            limit = root_refs_bound(s.max_in_flight_for(self.settings.num_cpus or os.cpu_count() or 1),
+                                    overrides.get("root_checkpoint_every", DEFAULT_ROOT_CHECKPOINT_EVERY))
             head = self._start_with_head(obs_ids, task_fn, shared, make_accumulator, s,
                                          overrides.get("run_dir"), limit)
         cpus = self.cpus

@@ -18,9 +18,9 @@ from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
 from actors.protocols import AccumulatorFactory, Partial, TaskFn
 from actors.tree import plan_chunks
 
-__all__ = ["ReductionPlan", "GroupedPlan", "resolve_block_size", "auto_block_count", "MAX_BLOCK_SIZE", "MIN_BLOCKS", "sorted_unique",
-           "run_one", "fold_block", "fold_head", "final_state", "merge_group", "failure_status", "record_block",
-           "reraise"]
+__all__ = ["ReductionPlan", "GroupedPlan", "resolve_block_size", "auto_block_count", "MAX_BLOCK_SIZE", "MIN_BLOCKS",
+           "sorted_unique", "run_one", "fold_block", "fold_head", "final_state", "merge_group", "failure_status",
+           "record_block", "reraise"]
 
 
 #: The automatic block size's cap: a block state is a few MB (~10 ms through the object store and a
@@ -79,10 +79,8 @@ class ReductionPlan:
         obs_ids = sorted(set(obs_ids))
         if block_size is None and obs_ids:
             n_blocks = auto_block_count(len(obs_ids))
-            q, r = divmod(len(obs_ids), n_blocks)
-            edges = [0]
-            for b in range(n_blocks):
-                edges.append(edges[-1] + q + (b < r))
+            q, r = divmod(len(obs_ids), n_blocks)  # the first r blocks get q + 1
+            edges = [b * q + min(b, r) for b in range(n_blocks + 1)]
             blocks = tuple(tuple(obs_ids[lo:hi]) for lo, hi in zip(edges[:-1], edges[1:]))
         else:
             blocks = tuple(plan_chunks(obs_ids, resolve_block_size(block_size, len(obs_ids))))

@@ -28,8 +28,9 @@ def run_config_hash(task_fn: Any, shared: Any, make_accumulator: Any, block_size
 
     digest = hashlib.sha256(b"gamma_ray_dist run configuration v2;")
     digest_update({"task_fn": _describe(task_fn), "shared": _describe(shared),
-                "accumulator": _describe(make_accumulator), "block_size": "auto" if block_size is None else int(block_size),
-                "merge_fan_in": int(merge_fan_in)}, digest)
+                   "accumulator": _describe(make_accumulator),
+                   "block_size": "auto" if block_size is None else int(block_size),
+                   "merge_fan_in": int(merge_fan_in)}, digest)
     return digest.hexdigest()
 
 

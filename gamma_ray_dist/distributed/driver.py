@@ -43,7 +43,7 @@ from .links import ReducerLink, ReducerPool
 from .report import RunReport, RunResult
 from .tasks import remote_function
 
-__all__ = ["RayReduction", "DEFAULT_ROOT_CHECKPOINT_EVERY"]
+__all__ = ["RayReduction", "DEFAULT_ROOT_CHECKPOINT_EVERY", "root_refs_bound"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,12 @@ def _block_task(shared: tuple[TaskFn, Any, AccumulatorFactory, bool], block: tup
     """The Ray task: fold one block; returns ``(statuses, state)`` as two objects."""
     task_fn, value, make_accumulator, strict = shared
     return fold_block(task_fn, value, block, make_accumulator, strict)
+
+
+def root_refs_bound(max_in_flight: int, root_checkpoint_every: int) -> int:
+    """Block states a reduction may hold before they are durable, middle reducers aside: its submission
+    window (2 x the tasks in flight) and the root's merges between two checkpoints."""
+    return 2 * max(1, int(max_in_flight)) + max(1, int(root_checkpoint_every))
 
 
 def finished_blocks(ready: list, tasks: dict, block_of, report: RunReport, strict: bool) -> list[tuple]:
@@ -137,12 +143,13 @@ class RayReduction:
         self.root_every = max(1, int(root_checkpoint_every))
         self.actor_max_restarts = int(actor_max_restarts)
         self.wait_timeout = float(wait_timeout)
-        self.report = RunReport(self.run_id, "ray", resolve_block_size(block_size, len(ids)), len(self.plan.blocks), int(merge_fan_in),
-                                self.max_in_flight, duplicate_obs_ids=dups, n_reducers=self.plan.n_reducers)
+        self.report = RunReport(self.run_id, "ray", resolve_block_size(block_size, len(ids)), len(self.plan.blocks),
+                                int(merge_fan_in), self.max_in_flight, duplicate_obs_ids=dups,
+                                n_reducers=self.plan.n_reducers)
         # Submission stops while the refs held (sent, not yet durable) plus the tasks in flight reach
         # this: the window and the root's merges between checkpoints; with middle reducers also their
         # merges between checkpoints (every reducer checkpoints, so every ref is released in time).
-        self.report.max_refs_held = self.window + self.root_every + (
+        self.report.max_refs_held = root_refs_bound(self.max_in_flight, self.root_every) + (
             self._max_open_groups() * self.checkpoint_every if self.plan.groups else 0)
         self.group_of = {b: g for g, group in enumerate(self.plan.groups) for b in group}
         # Checkpoints: under checkpoint_dir/run_id when given, else in a temporary directory of the

@@ -415,7 +415,8 @@ class TSMapEstimator(MapEstimator):
     _available_selection_optional = ["errn-errp", "ul", "stat_scan", "sensitivity"]
 
     def __init__(self, model: Any = None, kernel_width: Any = None, downsampling_factor: Optional[int] = None,
-                 n_sigma: float = 1, n_sigma_ul: float = 2, n_sigma_sensitivity: float = 5, threshold: Optional[float] = None, rtol: float = 0.01,
+                 n_sigma: float = 1, n_sigma_ul: float = 2, n_sigma_sensitivity: float = 5,
+                 threshold: Optional[float] = None, rtol: float = 0.01,
                  selection_optional: Any = None, energy_edges: Any = None, sum_over_energy_groups: bool = True,
                  max_niter: int = 100, kernel_model: Any = None, backend: Any = None, tile_size: Optional[int] = None):
         from ...modeling.models import (
